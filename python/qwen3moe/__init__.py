@@ -1,0 +1,53 @@
+"""qwen3moe: run the Qwen3 mixture-of-experts LLM from a GGUF file on CPU and CUDA.
+
+CPU and CUDA execute one canonical sequence of float operations, so their results are
+bit-identical (see the numerics contract in the README).
+
+Public API (everything else is private):
+    inspect(path)           -> GGUFInfo: metadata dict + tensor table
+    cuda_available()        -> bool
+    default_model_path()    -> path of the embedded default model (written on first use)
+    GGUFError, UnsupportedTypeError, OutOfMemoryError
+    quant                   -> dequantise / quantise helpers (for tests and study)
+    testing                 -> test-model writer (write_model, presets)
+"""
+from __future__ import annotations
+
+from . import _core
+from ._core import GGUFError, OutOfMemoryError, UnsupportedTypeError
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "GGUFError",
+    "OutOfMemoryError",
+    "UnsupportedTypeError",
+    "cuda_available",
+    "default_model_path",
+    "inspect",
+    "quant",
+    "testing",
+    "__version__",
+]
+
+
+def cuda_available() -> bool:
+    """True when this build has the CUDA backend and a usable NVIDIA GPU is present."""
+    return bool(_core.built_with_cuda) and _core.cuda_device_count() > 0
+
+
+def __getattr__(name: str):
+    # Lazy submodules and functions that live in their own files.
+    if name in ("quant", "testing"):
+        import importlib
+
+        return importlib.import_module(f".{name}", __name__)
+    if name == "inspect":
+        from .gguf import inspect
+
+        return inspect
+    if name == "default_model_path":
+        from .testing import default_model_path
+
+        return default_model_path
+    raise AttributeError(f"module 'qwen3moe' has no attribute {name!r}")
