@@ -1,0 +1,55 @@
+// Public C++ API of the quant area: dequantisation, quantisers (for test models), the
+// activation format of the numerics contract (Q8K: 256 values, float scale) and the
+// canonical row dot products. Block structs live in quant/blocks.h (shared with CUDA);
+// the per-block float expressions in quant/dot-canon.h (shared with CUDA).
+//
+// Canonical definitions (ARCHITECTURE.md section 2; CUDA must reproduce them bit for bit):
+//  * quantize_row_q8k: per 256-block: amax = max|x|; amax == 0 -> d = 0, q = 0; else
+//    iscale = 127/amax, q = clamp(rint_half_even(x*iscale), -127, 127), d = amax/127.
+//  * vec_dot_q8k: per 256-block b a float contribution c_b (quant/dot-canon.h) from exact
+//    int32 sums; the row is the 32-lane canonical sum of the c_b (ops/canon.h).
+//  * canon_dot: the 32-lane canonical dot of two float vectors (ops/canon.h).
+//  * vec_dot_f32act: canon_dot(row dequantised to f32, x): the f32 reference mode, and the
+//    path for F32/F16/BF16 weights in every mode.
+// SIMD variants (AVX2, AVX-512/VNNI) are chosen at run time and return identical bits.
+#pragma once
+#include <cstdint>
+
+#include "quant/blocks.h"
+#include "quant/ggml-types.h"
+
+namespace qwen3moe {
+
+// Dequantise n values (n a multiple of the type's block size). Throws UnsupportedType.
+void dequantize_row(uint32_t type, const void* src, float* dst, int64_t n);
+
+// Quantise n floats into `type` (F32, F16, BF16, Q4_0, Q8_0, Q4_K, Q5_K, Q6_K).
+void quantize_row(uint32_t type, const float* src, void* dst, int64_t n);
+
+// Activation quantiser (n % 256 == 0).
+void quantize_row_q8k(const float* x, block_q8k* y, int64_t n);
+
+// True for weight types with an integer dot against Q8K (Q4_0 Q8_0 Q4_K Q5_K Q6_K).
+bool type_has_q8k_dot(uint32_t type);
+
+// Canonical dot of a weight row of `type` (n values, n % 256 == 0) with Q8K activations.
+float vec_dot_q8k(uint32_t type, const void* w_row, const block_q8k* a, int64_t n);
+
+// out[t * out_stride] = vec_dot_q8k(type, w_row, a + t * a_stride_blocks, n) for t < n_tok,
+// bit-identical to the single-token call (reuses the weight row across tokens).
+void vec_dot_q8k_multi(uint32_t type, const void* w_row, const block_q8k* a,
+                       int64_t a_stride_blocks, int n_tok, int64_t n, float* out,
+                       int64_t out_stride);
+
+// Canonical 32-lane dot of two float vectors.
+float canon_dot(const float* a, const float* b, int64_t n);
+
+// canon_dot(dequantised weight row, x). `scratch` holds n floats (unused for F32 rows).
+float vec_dot_f32act(uint32_t type, const void* w_row, const float* x, int64_t n, float* scratch);
+
+// SIMD level in use: "avx512vnni", "avx2" or "scalar"; set_simd_level forces one
+// (for tests; throws std::invalid_argument if the CPU lacks it).
+const char* simd_level();
+void set_simd_level(const char* level);
+
+}  // namespace qwen3moe
