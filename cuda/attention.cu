@@ -40,6 +40,7 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(AttentionArgs p) {
     __shared__ float q_sh[kMaxHeadDim];
     __shared__ float e_sh[kAttnTile];
     __shared__ float red[kWarps];
+    __shared__ float s0_sh;  // score of key 0 (the CPU's max starts from it)
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, tid = threadIdx.x;
     const int h = blockIdx.x;
     const int hd = p.hd;
@@ -59,12 +60,17 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(AttentionArgs p) {
 
         // Pass 1: m = max_j s_j.
         float mx = -__int_as_float(0x7f800000);
-        for (int64_t j = warp; j <= pos; j += kWarps)
-            mx = fmaxf(mx, score<F16>(q_sh, p.k_cache, j * kv_row + (int64_t)g * hd, hd, kq_scale));
+        for (int64_t j = warp; j <= pos; j += kWarps) {
+            const float s = score<F16>(q_sh, p.k_cache, j * kv_row + (int64_t)g * hd, hd, kq_scale);
+            if (j == 0 && lane == 0) s0_sh = s;
+            mx = fmaxf(mx, s);
+        }
         if (lane == 0) red[warp] = mx;
         __syncthreads();
+        // CPU semantics (m = s_0; m = s_j if s_j > m): NaN scores never win, except s_0.
         float m = red[0];
         for (int w = 1; w < kWarps; ++w) m = fmaxf(m, red[w]);
+        if (s0_sh != s0_sh) m = s0_sh;
 
         // Pass 2: tiles in ascending order.
         float Z = 0.0f, A0 = 0.0f, A1 = 0.0f;

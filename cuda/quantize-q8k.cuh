@@ -1,7 +1,7 @@
 // quantize-q8k.cuh — the Q8K activation quantiser as a warp-level device function (so fused
 // kernels can reuse it) and its launcher. Canonical definition (quant/quant.h): per 256-block
-// amax = max|x|; amax == 0 -> d = 0, q = 0; else iscale = canon_div(127, amax),
-// q = clamp(rint(x * iscale), -127, 127), d = canon_div(amax, 127); bsums = sums of 16 q.
+// amax = max|x| (NaN never wins); amax == 0 -> d = 0, q = 0; else iscale = canon_div(127, amax),
+// q = clamp(rint(x * iscale), -127, 127) (NaN -> 0), d = canon_div(amax, 127); bsums = sums of 16 q.
 #pragma once
 #include "cuda/common.cuh"
 #include "quant/blocks.h"
@@ -28,7 +28,7 @@ __device__ __forceinline__ void warp_quantize_q8k_block(const float* x, block_q8
 #pragma unroll
         for (int i = 0; i < 8; ++i) {
             const float r = canon_rint(v[i] * iscale);
-            q[i] = (int)fminf(127.0f, fmaxf(-127.0f, r));
+            q[i] = r != r ? 0 : (int)fminf(127.0f, fmaxf(-127.0f, r));  // NaN -> 0 (as the CPU)
         }
         d = canon_div(amax, 127.0f);
     }

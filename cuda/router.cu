@@ -21,9 +21,12 @@ __global__ void router_kernel(const float* __restrict__ logits, int n_tok, int n
     const float* l = logits + t * n_expert;
     float* pr = probs + t * n_expert;
 
+    // m = max l, first-element semantics of the CPU (m = l[0]; m = l[i] if l[i] > m): NaN
+    // entries never win, except that a NaN l[0] makes m NaN.
     float m = -__int_as_float(0x7f800000);
     for (int i = lane; i < n_expert; i += kWarp) m = fmaxf(m, l[i]);
     m = warp_max(m);
+    if (l[0] != l[0]) m = l[0];
     float zp = 0.0f;  // lane partial of the canonical sum
     for (int i = lane; i < n_expert; i += kWarp) {
         const float e = canon_exp(l[i] - m);
@@ -33,8 +36,9 @@ __global__ void router_kernel(const float* __restrict__ logits, int n_tok, int n
     const float Z = warp_tree_sum(zp);
     for (int i = lane; i < n_expert; i += kWarp) pr[i] = canon_div(pr[i], Z);
 
-    // Top-k: lane-local candidates are the lane's experts not yet taken (bit j of `taken` is
-    // expert lane + 32 j).
+    // Top-k: k rounds of an arg-max under the CPU's order: numbers by descending value, then
+    // NaNs; equal values (and NaNs among themselves) by ascending index. Lane-local candidates
+    // are the lane's experts not yet taken (bit j of `taken` is expert lane + 32 j).
     uint32_t taken = 0;
     float S = 0.0f;
     float sel_p[kMaxUsed];
@@ -44,7 +48,7 @@ __global__ void router_kernel(const float* __restrict__ logits, int n_tok, int n
         for (int j = 0, i = lane; i < n_expert; ++j, i += kWarp) {
             if (taken & (1u << j)) continue;
             const float v = pr[i];
-            if (bi < 0 || v > bp) {  // ascending i: equal values keep the lower index
+            if (bi < 0 || v > bp || (bp != bp && v == v)) {  // ascending i: ties keep the lower index
                 bp = v;
                 bi = i;
             }
@@ -53,7 +57,12 @@ __global__ void router_kernel(const float* __restrict__ logits, int n_tok, int n
         for (int s = 16; s >= 1; s >>= 1) {
             const float op = __shfl_xor_sync(kFullMask, bp, s);
             const int oi = __shfl_xor_sync(kFullMask, bi, s);
-            const bool better = oi >= 0 && (bi < 0 || op > bp || (op == bp && oi < bi));
+            bool better;
+            if (oi < 0) better = false;
+            else if (bi < 0) better = true;
+            else if (op != op) better = bp != bp && oi < bi;  // NaN beats only a NaN of higher index
+            else if (bp != bp) better = true;                 // a number beats NaN
+            else better = op > bp || (op == bp && oi < bi);
             if (better) {
                 bp = op;
                 bi = oi;
