@@ -84,6 +84,13 @@ struct MatvecArgs {
 void matvec_q8k(const MatvecArgs& args, const block_q8k* a, void* stream);
 bool matvec_q8k_supported(uint32_t type);
 
+// Host models of the kernels' decompositions (tests, runnable without a GPU): the Q8K row
+// dot with the kernel's 8-lane integer split run lane by lane on the CPU (a [n_tok, n/256]
+// blocks, out [n_tok, n_rows]); the device dequantiser's per-value formula on the CPU.
+void matvec_q8k_host_model(uint32_t type, const void* w, int64_t n_rows, int64_t n, const block_q8k* a,
+                           int64_t n_tok, float* out);
+void dequant_row_host_model(uint32_t type, const void* row, int64_t n, float* out);
+
 // matvec-f32act.cu: out = canon_dot(dequantised weight row, x) for F32 F16 BF16 Q4_0 Q8_0
 // Q4_K Q5_K Q6_K weights and f32 activations x (device, [n_act_rows, n]).
 void matvec_f32act(const MatvecArgs& args, const float* x, void* stream);

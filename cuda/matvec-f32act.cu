@@ -64,6 +64,25 @@ void matvec_f32act_launch(const MatvecArgs& p, const float* x, cudaStream_t stre
     dispatch_dequant_type(p.type, Launch{p, x, stream});
 }
 
+namespace {
+struct HostDequant {
+    const uint8_t* row;
+    int64_t n;
+    float* out;
+    template <uint32_t T> void operator()() const {
+        for (int64_t i = 0; i < n; ++i) out[i] = Dequant<T>::value(row, i);
+    }
+};
+}  // namespace
+
+void dequant_row_host_model(uint32_t type, const void* row, int64_t n, float* out) {
+    const GGMLTypeTraits* tr = ggml_type_traits(type);
+    if (!tr || !dequant_supported(type))
+        throw UnsupportedType(std::string("dequant_row_host_model: unsupported type ") + ggml_type_name(type));
+    if (n < 0 || n % tr->block_size != 0) throw std::invalid_argument("dequant_row_host_model: bad length");
+    dispatch_dequant_type(type, HostDequant{static_cast<const uint8_t*>(row), n, out});
+}
+
 void matvec_f32act(const MatvecArgs& args, const float* x, void* stream) {
     matvec_f32act_launch(args, x, to_stream(stream));
 }

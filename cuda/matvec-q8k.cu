@@ -73,6 +73,37 @@ void matvec_q8k_launch(const MatvecArgs& p, const block_q8k* a, cudaStream_t str
     }
 }
 
+namespace {
+template <uint32_t T>
+void host_model_typed(const uint8_t* w, int64_t n_rows, int64_t nb, const block_q8k* a, int64_t n_tok, float* out) {
+    for (int64_t t = 0; t < n_tok; ++t)
+        for (int64_t r = 0; r < n_rows; ++r) {
+            const uint8_t* wrow = w + r * nb * Q8KBlock<T>::kBytes;
+            float p[kCanonLanes] = {};  // lane b % 32 adds c_b in ascending b, then the tree
+            for (int64_t b = 0; b < nb; ++b)
+                p[b % kCanonLanes] = p[b % kCanonLanes] + host_block_contrib<T>(wrow + b * Q8KBlock<T>::kBytes, a + t * nb + b);
+            out[t * n_rows + r] = canon_tree32(p);
+        }
+}
+}  // namespace
+
+void matvec_q8k_host_model(uint32_t type, const void* w, int64_t n_rows, int64_t n, const block_q8k* a,
+                           int64_t n_tok, float* out) {
+    if (!matvec_q8k_supported(type))
+        throw UnsupportedType(std::string("matvec_q8k_host_model: no Q8K dot for ") + ggml_type_name(type));
+    if (n <= 0 || n % QK_K != 0) throw std::invalid_argument("matvec_q8k_host_model: n must be a multiple of 256");
+    const uint8_t* wb = static_cast<const uint8_t*>(w);
+    const int64_t nb = n / QK_K;
+    switch (type) {
+        case GGML_TYPE_Q4_K: return host_model_typed<GGML_TYPE_Q4_K>(wb, n_rows, nb, a, n_tok, out);
+        case GGML_TYPE_Q5_K: return host_model_typed<GGML_TYPE_Q5_K>(wb, n_rows, nb, a, n_tok, out);
+        case GGML_TYPE_Q6_K: return host_model_typed<GGML_TYPE_Q6_K>(wb, n_rows, nb, a, n_tok, out);
+        case GGML_TYPE_Q8_0: return host_model_typed<GGML_TYPE_Q8_0>(wb, n_rows, nb, a, n_tok, out);
+        case GGML_TYPE_Q4_0: return host_model_typed<GGML_TYPE_Q4_0>(wb, n_rows, nb, a, n_tok, out);
+        default: break;
+    }
+}
+
 void matvec_q8k(const MatvecArgs& args, const block_q8k* a, void* stream) {
     matvec_q8k_launch(args, a, to_stream(stream));
 }
