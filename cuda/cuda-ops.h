@@ -151,7 +151,8 @@ void swiglu(const float* g, const float* u, float* s, int64_t n, void* stream);
 
 // moe-combine.cu: moe[t][d] = sequential canon_fma over ranks r of w[t][r] * y[t][r][d] from
 // +0.0f; out = residual + moe. y [n_tok, k, n], w [n_tok, k], residual/out/moe [n_tok, n];
-// moe may be nullptr (no capture); out may alias residual.
+// moe may be nullptr (no capture), out (with residual) may be nullptr (moe only); out may
+// alias residual.
 void moe_combine(const float* y, const float* w, const float* residual, int n_tok, int k,
                  int64_t n, float* moe, float* out, void* stream);
 

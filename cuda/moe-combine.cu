@@ -16,7 +16,7 @@ __global__ void moe_combine_kernel(const float* __restrict__ y, const float* __r
         float acc = 0.0f;
         for (int r = 0; r < k; ++r) acc = canon_fma(w[t * k + r], y[(t * k + r) * n + d], acc);
         if (moe) moe[i] = acc;
-        out[i] = residual[i] + acc;
+        if (out) out[i] = residual[i] + acc;
     }
 }
 }  // namespace
@@ -24,6 +24,7 @@ __global__ void moe_combine_kernel(const float* __restrict__ y, const float* __r
 void moe_combine_launch(const float* y, const float* w, const float* residual, int n_tok, int k, int64_t n,
                         float* moe, float* out, cudaStream_t stream) {
     if (n_tok < 0 || k <= 0 || n <= 0) throw std::invalid_argument("cuda moe_combine: bad shape");
+    if (out && !residual) throw std::invalid_argument("cuda moe_combine: out needs a residual");
     if (n_tok == 0) return;
     const int64_t total = (int64_t)n_tok * n;
     const unsigned blocks = ceil_div_u(total, 256) < 4096 ? ceil_div_u(total, 256) : 4096;

@@ -2,7 +2,8 @@
 
 Each test runs one kernel through ``_core.cuda_ops_<op>`` (upload, launch, download) and the
 CPU definition of the same op — the quant API (``qwen3moe.quant``) for quantisation and the
-matvec dots, the engine's cpp/ops functions (``_core.cpu_ops_<op>``) for the rest — over many
+matvec dots, the engine's per-op bindings (``_core.ops``, the cpp/ops functions) for the rest,
+and ``_core.cpu_ops_moe_combine`` for the CPU backend's combine rule — over many
 shapes and every weight type, and compares the raw bits. A failure names the op, the case,
 the number of differing elements and the first one (index, both values and their bits), so
 the report says exactly what to look at. Skipped without a CUDA GPU (marker ``cuda``).
@@ -108,6 +109,51 @@ def _q8k_bytes(x: np.ndarray) -> np.ndarray:
         out[r]["qs"] = np.asarray(qs).reshape(-1, 256)
         out[r]["bsums"] = np.asarray(bsums).reshape(-1, 16)
     return out.view(np.uint8).reshape(rows, -1)
+
+
+# ---- CPU references from the engine's per-op bindings (_core.ops) ---------------------------
+
+def cpu_rms_norm(x: np.ndarray, w: np.ndarray, eps: float) -> np.ndarray:
+    return np.stack([np.asarray(_core.ops.rms_norm(row, w, eps), dtype=np.float32) for row in x])
+
+
+def cpu_rope_tables(n_pos: int, hd: int, base: float) -> tuple[np.ndarray, np.ndarray]:
+    t = np.asarray(_core.ops.rope_table(n_pos, hd, base), dtype=np.float32)  # [2, n_pos, hd/2]
+    return np.ascontiguousarray(t[0]), np.ascontiguousarray(t[1])
+
+
+def cpu_norm_rope(x, w, eps, pos, cos, sin):
+    """Per head: rms_norm over hd, then rope_neox at the token's position -> (normed, rotated)."""
+    normed = np.empty_like(x)
+    out = np.empty_like(x)
+    for t in range(x.shape[0]):
+        for h in range(x.shape[1]):
+            normed[t, h] = _core.ops.rms_norm(x[t, h], w, eps)
+        out[t] = _core.ops.rope_neox(normed[t], cos[pos[t]], sin[pos[t]])
+    return normed, out
+
+
+def cpu_attention(q, k_cache, v_cache, pos, n_head_kv):
+    n_tok, n_head, hd = q.shape
+    out = np.empty((n_tok, n_head * hd), dtype=np.float32)
+    for t in range(n_tok):
+        for h in range(n_head):
+            g = h // (n_head // n_head_kv)
+            k = np.ascontiguousarray(k_cache[: pos[t] + 1, g * hd:(g + 1) * hd])
+            v = np.ascontiguousarray(v_cache[: pos[t] + 1, g * hd:(g + 1) * hd])
+            out[t, h * hd:(h + 1) * hd] = _core.ops.attention_head(q[t, h], k, v)
+    return out
+
+
+def cpu_router(logits, k):
+    res = [_core.ops.moe_router(row, k) for row in logits]
+    return (np.stack([np.asarray(r[0], dtype=np.float32) for r in res]),
+            np.stack([np.asarray(r[1], dtype=np.int32) for r in res]),
+            np.stack([np.asarray(r[2], dtype=np.float32) for r in res]))
+
+
+def cpu_swiglu(g, u):
+    return np.asarray(_core.ops.swiglu(g, u), dtype=np.float32)
 
 
 # ---- quantize-q8k ---------------------------------------------------------------------------
@@ -252,28 +298,23 @@ def test_rms_norm(rows, n):
     w = (1.0 + 0.1 * rng.standard_normal(n)).astype(np.float32)
     for eps in (1e-6, 1e-5):
         got = _core.cuda_ops_rms_norm(x, w, eps)
-        want = _core.cpu_ops_rms_norm(x, w, eps)
+        want = cpu_rms_norm(x, w, eps)
         assert_bits_equal(got, want, f"rms_norm rows={rows} n={n} eps={eps}")
 
 
 # ---- qk-norm-rope (+ KV store) -----------------------------------------------------------------
-
-def _rope_tables(n_pos, hd, base):
-    c, s = _core.cpu_ops_rope_table(n_pos, hd, base)
-    return np.asarray(c, dtype=np.float32), np.asarray(s, dtype=np.float32)
-
 
 @pytest.mark.parametrize("n_tok,n_heads,hd", [(1, 32, 128), (5, 4, 128), (3, 8, 64), (2, 2, 256)])
 @pytest.mark.parametrize("cache_type", ["f32", "f16"])
 def test_norm_rope(n_tok, n_heads, hd, cache_type):
     rng = np.random.default_rng(n_tok * 1000 + n_heads * 10 + hd)
     n_pos = 300
-    cos, sin = _rope_tables(n_pos, hd, 1e7)
+    cos, sin = cpu_rope_tables(n_pos, hd, 1e7)
     x = _acts(rng, (n_tok, n_heads, hd))
     w = (1.0 + 0.2 * rng.standard_normal(hd)).astype(np.float32)
     pos = np.sort(rng.choice(n_pos, size=n_tok, replace=False)).astype(np.int32)
     normed, out, cache = _core.cuda_ops_norm_rope(x, w, 1e-6, pos, cos, sin, cache_type)
-    want_normed, want_out = _core.cpu_ops_norm_rope(x, w, 1e-6, pos, cos, sin)
+    want_normed, want_out = cpu_norm_rope(x, w, 1e-6, pos, cos, sin)
     what = f"norm_rope n_tok={n_tok} heads={n_heads} hd={hd}"
     assert_bits_equal(normed, want_normed, what + " (normed)")
     assert_bits_equal(out, want_out, what + " (rotated)")
@@ -321,7 +362,7 @@ def test_attention(cache_f16, n_head, n_head_kv, hd, positions):
     if cache_f16:
         k, v = quant.f32_to_f16_bits(k), quant.f32_to_f16_bits(v)
     got = _core.cuda_ops_attention(q, k, v, pos, n_head_kv)
-    want = _core.cpu_ops_attention(q, k, v, pos, n_head_kv)
+    want = cpu_attention(q, k, v, pos, n_head_kv)
     assert_bits_equal(got, want, f"attention heads={n_head}/{n_head_kv} hd={hd} pos={positions} f16={cache_f16}")
 
 
@@ -334,7 +375,7 @@ def test_attention_peaked_scores():
     v = rng.standard_normal((n_ctx, n_kv * hd)).astype(np.float32)
     pos = np.array([150, 199], dtype=np.int32)
     got = _core.cuda_ops_attention(q, k, v, pos, n_kv)
-    want = _core.cpu_ops_attention(q, k, v, pos, n_kv)
+    want = cpu_attention(q, k, v, pos, n_kv)
     assert_bits_equal(got, want, "attention with peaked scores")
 
 
@@ -346,7 +387,7 @@ def test_router(n_tok, n_expert, k):
     rng = np.random.default_rng(n_tok * 131 + n_expert + k)
     logits = (rng.standard_normal((n_tok, n_expert)) * 3).astype(np.float32)
     got_p, got_i, got_w = _core.cuda_ops_router(logits, k)
-    want_p, want_i, want_w = _core.cpu_ops_router(logits, k)
+    want_p, want_i, want_w = cpu_router(logits, k)
     what = f"router n_tok={n_tok} n_expert={n_expert} k={k}"
     assert_bits_equal(got_p, want_p, what + " (probs)")
     assert_bits_equal(got_i, want_i, what + " (indices)")
@@ -359,7 +400,7 @@ def test_router_ties():
     logits[1, [5, 9, 77, 100]] = 2.0
     logits[2, ::3] = 1.0
     got = _core.cuda_ops_router(logits, 8)
-    want = _core.cpu_ops_router(logits, 8)
+    want = cpu_router(logits, 8)
     assert_bits_equal(got[1], want[1], "router ties (indices)")
     assert_bits_equal(got[2], want[2], "router ties (weights)")
     assert list(got[1][0]) == list(range(8))
@@ -373,7 +414,7 @@ def test_router_nan_logit():
     logits[0, 10] = np.float32(np.nan)
     logits[1, 0] = np.float32(np.nan)
     got = _core.cuda_ops_router(logits, 4)
-    want = _core.cpu_ops_router(logits, 4)
+    want = cpu_router(logits, 4)
     assert_bits_equal(got[1], want[1], "router with a NaN logit (indices)")
     assert np.isnan(got[0]).all() and np.isnan(want[0]).all()
 
@@ -388,7 +429,7 @@ def test_swiglu(n):
     if n >= 4:  # exp underflow / overflow ranges of silu, and signed zeros
         g[:4] = [-120.0, 95.0, 0.0, -0.0]
     got = _core.cuda_ops_swiglu(g, u)
-    want = _core.cpu_ops_swiglu(g, u)
+    want = cpu_swiglu(g, u)
     assert_bits_equal(got, want, f"swiglu n={n}")
 
 

@@ -2,8 +2,9 @@
 // build) and, in CUDA builds, per-op test entry points `cuda_ops_<op>(numpy...) -> numpy`
 // that upload the inputs, run one kernel launcher of cuda/cuda-ops.h, synchronise and
 // download the outputs. They exist to compare each kernel with its CPU twin bit for bit
-// (tests_py/test_cuda_ops.py); they are not a public API. The CPU twins `cpu_ops_<op>` call
-// the engine's cpp/ops functions on the same numpy layout (present in every build).
+// (tests_py/test_cuda_ops.py); they are not a public API. The CPU references are the engine's
+// per-op bindings (_core.ops) and the quant API; `cpu_ops_moe_combine` adds the one missing
+// (the CPU backend's inline combine rule), present in every build.
 #include <pybind11/numpy.h>
 #include <pybind11/stl.h>
 
@@ -14,12 +15,7 @@
 #include <vector>
 
 #include "bindings/bindings.h"
-#include "ops/attention.h"
 #include "ops/canon.h"
-#include "ops/moe-router.h"
-#include "ops/rms-norm.h"
-#include "ops/rope.h"
-#include "ops/swiglu.h"
 
 #ifdef QWEN3MOE_HAVE_CUDA
 #include "cuda/cuda-ops.h"
@@ -40,101 +36,7 @@ void require(bool ok, const std::string& msg) {
     if (!ok) throw std::invalid_argument("cuda_ops: " + msg);
 }
 
-// ---- CPU twins: the engine's ops on the numpy layouts of the cuda_ops_* functions ----------
-
-py::array_t<float> cpu_rms_norm(const Arr<float>& x, const Arr<float>& w, float eps) {
-    require(x.ndim() == 2 && w.ndim() == 1 && w.shape(0) == x.shape(1), "x (rows, n), w (n)");
-    py::array_t<float> y(Shape{x.shape(0), x.shape(1)});
-    const int64_t n = x.shape(1);
-    for (py::ssize_t r = 0; r < x.shape(0); ++r)
-        qwen3moe::rms_norm(x.data() + r * n, w.data(), y.mutable_data() + r * n, n, eps);
-    return y;
-}
-
-// (cos, sin) tables (n_pos, hd/2) of the engine's build_rope_table.
-py::tuple cpu_rope_table(int n_pos, int hd, double base) {
-    const RopeTable t = build_rope_table(n_pos, hd, base);
-    py::array_t<float> c(Shape{n_pos, hd / 2}), s(Shape{n_pos, hd / 2});
-    for (int p = 0; p < n_pos; ++p)
-        for (int i = 0; i < hd / 2; ++i) {
-            c.mutable_data()[(int64_t)p * (hd / 2) + i] = t.cos_row(p)[i];
-            s.mutable_data()[(int64_t)p * (hd / 2) + i] = t.sin_row(p)[i];
-        }
-    return py::make_tuple(c, s);
-}
-
-// Per head: rms_norm over hd, then rope_neox at the token's position -> (normed, rotated).
-py::tuple cpu_norm_rope(const Arr<float>& x, const Arr<float>& w, float eps, const Arr<int32_t>& pos,
-                        const Arr<float>& cos, const Arr<float>& sin) {
-    require(x.ndim() == 3 && pos.ndim() == 1 && pos.shape(0) == x.shape(0), "x (n_tok, n_heads, hd), pos (n_tok)");
-    const int64_t n_tok = x.shape(0), nh = x.shape(1), hd = x.shape(2);
-    require(w.ndim() == 1 && w.shape(0) == hd && cos.ndim() == 2 && cos.shape(1) == hd / 2 &&
-                sin.ndim() == 2 && sin.shape(1) == hd / 2 && sin.shape(0) == cos.shape(0),
-            "w (hd), cos/sin (n_pos, hd/2)");
-    py::array_t<float> normed(Shape{n_tok, nh, hd}), out(Shape{n_tok, nh, hd});
-    for (int64_t t = 0; t < n_tok; ++t) {
-        const int32_t p = pos.data()[t];
-        require(p >= 0 && p < cos.shape(0), "position out of range");
-        for (int64_t h = 0; h < nh; ++h) {
-            const int64_t o = (t * nh + h) * hd;
-            qwen3moe::rms_norm(x.data() + o, w.data(), normed.mutable_data() + o, hd, eps);
-            rope_neox(normed.data() + o, out.mutable_data() + o, (int)hd, cos.data() + (int64_t)p * (hd / 2),
-                      sin.data() + (int64_t)p * (hd / 2));
-        }
-    }
-    return py::make_tuple(normed, out);
-}
-
-// attention_head for every (token, head); caches (n_ctx, n_head_kv*hd) float32 or uint16 f16 bits.
-py::array_t<float> cpu_attention(const Arr<float>& q, const py::array& k_cache, const py::array& v_cache,
-                                 const Arr<int32_t>& pos, int n_head_kv) {
-    require(q.ndim() == 3 && pos.ndim() == 1 && pos.shape(0) == q.shape(0), "q (n_tok, n_head, hd), pos (n_tok)");
-    const int n_tok = (int)q.shape(0), n_head = (int)q.shape(1), hd = (int)q.shape(2);
-    require(n_head_kv > 0 && n_head % n_head_kv == 0, "n_head must be a multiple of n_head_kv");
-    const bool f16 = k_cache.dtype().is(py::dtype::of<uint16_t>());
-    require(v_cache.dtype().is(k_cache.dtype()) && (f16 || k_cache.dtype().is(py::dtype::of<float>())),
-            "caches must both be float32 or both uint16");
-    require(k_cache.ndim() == 2 && k_cache.shape(1) == (py::ssize_t)n_head_kv * hd && v_cache.ndim() == 2 &&
-                v_cache.shape(0) == k_cache.shape(0) && v_cache.shape(1) == k_cache.shape(1),
-            "caches must be (n_ctx, n_head_kv*hd)");
-    const int64_t n_ctx = k_cache.shape(0), kv = (int64_t)n_head_kv * hd;
-    py::array kc = f16 ? py::array(Arr<uint16_t>::ensure(k_cache)) : py::array(Arr<float>::ensure(k_cache));
-    py::array vc = f16 ? py::array(Arr<uint16_t>::ensure(v_cache)) : py::array(Arr<float>::ensure(v_cache));
-    std::vector<float> scores((size_t)n_ctx), row((size_t)hd), tile((size_t)hd);
-    const AttnScratch sc{scores.data(), row.data(), tile.data()};
-    const float kq_scale = attention_kq_scale(hd);
-    py::array_t<float> out(Shape{n_tok, (py::ssize_t)n_head * hd});
-    for (int t = 0; t < n_tok; ++t) {
-        const int32_t p = pos.data()[t];
-        require(p >= 0 && p < n_ctx, "position out of range");
-        for (int h = 0; h < n_head; ++h) {
-            const int g = h / (n_head / n_head_kv);
-            attention_head(q.data() + ((int64_t)t * n_head + h) * hd, kc.data(), vc.data(), f16, kv, (int64_t)g * hd,
-                           p + 1, hd, kq_scale, out.mutable_data() + ((int64_t)t * n_head + h) * hd, sc);
-        }
-    }
-    return out;
-}
-
-// moe_router per token -> (probs, indices, weights).
-py::tuple cpu_router(const Arr<float>& logits, int k) {
-    require(logits.ndim() == 2, "logits (n_tok, n_expert)");
-    const int n_tok = (int)logits.shape(0), ne = (int)logits.shape(1);
-    require(k >= 1 && k <= ne, "k must be in 1..n_expert");
-    py::array_t<float> probs(Shape{n_tok, ne}), w(Shape{n_tok, k});
-    py::array_t<int32_t> idx(Shape{n_tok, k});
-    for (int t = 0; t < n_tok; ++t)
-        moe_router(logits.data() + (int64_t)t * ne, ne, k, probs.mutable_data() + (int64_t)t * ne,
-                   idx.mutable_data() + (int64_t)t * k, w.mutable_data() + (int64_t)t * k);
-    return py::make_tuple(probs, idx, w);
-}
-
-py::array_t<float> cpu_swiglu(const Arr<float>& g, const Arr<float>& u) {
-    require(g.size() == u.size(), "g and u must have the same size");
-    py::array_t<float> s(Shape{g.size()});
-    qwen3moe::swiglu(g.data(), u.data(), s.mutable_data(), g.size());
-    return s;
-}
+// ---- CPU twin of the one op the engine has no per-op binding for -------------------------
 
 // The CPU backend's combine rule: moe[d] = +0.0f; for r: moe[d] = canon_fma(w_r, y_r[d], moe[d]);
 // out = residual + moe -> (moe, out).
@@ -477,14 +379,6 @@ py::array_t<float> op_add(const Arr<float>& a, const Arr<float>& b) {
 #endif  // QWEN3MOE_HAVE_CUDA
 
 void bind_cuda(py::module_& m) {
-    m.def("cpu_ops_rms_norm", &cpu_rms_norm, py::arg("x"), py::arg("w"), py::arg("eps"));
-    m.def("cpu_ops_rope_table", &cpu_rope_table, py::arg("n_pos"), py::arg("hd"), py::arg("freq_base"));
-    m.def("cpu_ops_norm_rope", &cpu_norm_rope, py::arg("x"), py::arg("w"), py::arg("eps"), py::arg("pos"),
-          py::arg("cos"), py::arg("sin"));
-    m.def("cpu_ops_attention", &cpu_attention, py::arg("q"), py::arg("k_cache"), py::arg("v_cache"), py::arg("pos"),
-          py::arg("n_head_kv"));
-    m.def("cpu_ops_router", &cpu_router, py::arg("logits"), py::arg("k"));
-    m.def("cpu_ops_swiglu", &cpu_swiglu, py::arg("g"), py::arg("u"));
     m.def("cpu_ops_moe_combine", &cpu_moe_combine, py::arg("y"), py::arg("w"), py::arg("residual"));
 #ifdef QWEN3MOE_HAVE_CUDA
     m.attr("built_with_cuda") = true;
