@@ -26,6 +26,8 @@ namespace qwen3moe::cuda {
 
 namespace {
 
+constexpr int kSplitRows = 8;  // batches up to this many rows may use split-K attention
+
 std::string mib(size_t b) { return std::to_string((b + (1u << 20) - 1) >> 20) + " MiB"; }
 
 // Pinned staging buffers for the weight upload (two, so the file read of one chunk overlaps
@@ -147,6 +149,7 @@ private:
     Buffers bufs_;                // current activation buffers
     int cap_ = 0;                 // rows they hold
     DeviceBuffer logits_;         // [rows][n_vocab]
+    DeviceBuffer attn_scratch_;   // split-K attention scratch for batches of <= kSplitRows rows
     bool q8_valid_[(int)Act::count] = {};  // q8 copy matches the f32 buffer
     int T_ = 0;                   // rows in the current batch
     int pos0_ = 0;                // position of row 0
@@ -194,7 +197,9 @@ CudaBackend::CudaBackend(const HParams& hp, ActMode mode, int n_ctx, const RopeT
     for (const NormWeight* nw : norm_list) norm_bytes += nw->w.size() * sizeof(float);
     const size_t rope_bytes = rope.data.size() * sizeof(float);
     const size_t kv_total = 2 * (size_t)hp.n_layer * kv_layer_bytes();
-    const size_t buf_bytes = buffer_bytes(1) + (size_t)hp.n_vocab * sizeof(float);
+    const size_t attn_scratch_bytes =
+        attention_scratch_floats(kSplitRows, hp.n_head, hp.head_dim, n_ctx) * sizeof(float);
+    const size_t buf_bytes = buffer_bytes(1) + (size_t)hp.n_vocab * sizeof(float) + attn_scratch_bytes;
     const size_t need = weight_bytes + norm_bytes + rope_bytes + kv_total + buf_bytes;
     size_t free_b = 0, total_b = 0;
     mem_info(&free_b, &total_b);
@@ -238,6 +243,7 @@ CudaBackend::CudaBackend(const HParams& hp, ActMode mode, int n_ctx, const RopeT
         const size_t blk = (size_t)n_ctx * rope.half * sizeof(float);
         memcpy_h2d(rope_.get(), rope.data.data(), blk, stream_);
         memcpy_h2d(rope_.as<uint8_t>() + blk, rope.data.data() + (size_t)rope.n_pos * rope.half, blk, stream_);
+        attn_scratch_ = DeviceBuffer(attn_scratch_bytes);
         k_cache_ = DeviceBuffer(kv_total / 2);
         v_cache_ = DeviceBuffer(kv_total / 2);
         memset_device(k_cache_.get(), 0, k_cache_.size(), stream_);
@@ -301,7 +307,7 @@ void CudaBackend::ensure_capacity(int T) {
     host_pos_.assign((size_t)T, 0);
 }
 
-size_t CudaBackend::scratch_bytes() const { return bufs_.bytes() + logits_.size(); }
+size_t CudaBackend::scratch_bytes() const { return bufs_.bytes() + logits_.size() + attn_scratch_.size(); }
 
 const CudaBackend::DevWeight& CudaBackend::weight(const Tensor& t) const {
     if (t.id < 0 || t.id >= (int)weights_.size())
@@ -435,6 +441,11 @@ void CudaBackend::attention(int il) {
     p.n_head_kv = hp_.n_head_kv;
     p.hd = hp_.head_dim;
     p.out = buf(Act::attn_out);
+    p.max_pos = pos0_ + T_ - 1;
+    if (T_ <= kSplitRows) {  // decode: split-K over key tiles when the context is long
+        p.scratch = attn_scratch_.as<float>();
+        p.scratch_floats = attn_scratch_.size() / sizeof(float);
+    }
     cuda::attention(p, stream_);
     q8_valid_[(int)Act::attn_out] = false;
 }

@@ -138,8 +138,16 @@ struct AttentionArgs {
     int n_head_kv = 0;                // kv heads (n_head % n_head_kv == 0)
     int hd = 0;                       // head_dim (<= 256)
     float* out = nullptr;             // device [n_tok, n_head*hd]
+    // Split-K over key tiles (decode at long context): blocks per (tile, head, token), tile
+    // partials combined in ascending tile order — the same bits as the one-block-per-head path.
+    float* scratch = nullptr;         // device, attention_scratch_floats(...) floats, or nullptr
+    size_t scratch_floats = 0;        // size of scratch
+    int64_t max_pos = -1;             // largest pos[t] if known on the host (-1: unknown)
+    int split = 0;                    // 0 auto, 1 never, 2 always (needs scratch)
 };
 void attention(const AttentionArgs& args, void* stream);
+// Scratch floats the split-K path needs for n_tok query tokens.
+size_t attention_scratch_floats(int n_tok, int n_head, int hd, int64_t n_ctx);
 
 // router.cu: softmax over the logits of each token, top-k (ties -> lower index, ranked by
 // descending probability), weights renormalised by their sequential sum.

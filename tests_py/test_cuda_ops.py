@@ -343,6 +343,7 @@ def test_kv_store(f16):
 
 # ---- attention ---------------------------------------------------------------------------------
 
+@pytest.mark.parametrize("split", [1, 2], ids=["one-block-per-head", "split-K"])
 @pytest.mark.parametrize("cache_f16", [False, True])
 @pytest.mark.parametrize("n_head,n_head_kv,hd,positions", [
     (4, 1, 128, [0]),
@@ -352,7 +353,7 @@ def test_kv_store(f16):
     (2, 1, 256, [1000]),
     (6, 3, 96, [255, 256, 257]),
 ])
-def test_attention(cache_f16, n_head, n_head_kv, hd, positions):
+def test_attention(split, cache_f16, n_head, n_head_kv, hd, positions):
     rng = np.random.default_rng(n_head * 7 + hd + len(positions))
     n_ctx = max(positions) + 3
     pos = np.array(positions, dtype=np.int32)
@@ -361,9 +362,10 @@ def test_attention(cache_f16, n_head, n_head_kv, hd, positions):
     v = rng.standard_normal((n_ctx, n_head_kv * hd)).astype(np.float32)
     if cache_f16:
         k, v = quant.f32_to_f16_bits(k), quant.f32_to_f16_bits(v)
-    got = _core.cuda_ops_attention(q, k, v, pos, n_head_kv)
+    got = _core.cuda_ops_attention(q, k, v, pos, n_head_kv, split)
     want = cpu_attention(q, k, v, pos, n_head_kv)
-    assert_bits_equal(got, want, f"attention heads={n_head}/{n_head_kv} hd={hd} pos={positions} f16={cache_f16}")
+    assert_bits_equal(got, want, f"attention (split={split}) heads={n_head}/{n_head_kv} hd={hd} pos={positions} "
+                                 f"f16={cache_f16}")
 
 
 def test_attention_peaked_scores():
@@ -374,9 +376,23 @@ def test_attention_peaked_scores():
     k = (rng.standard_normal((n_ctx, n_kv * hd)) * 30).astype(np.float32)
     v = rng.standard_normal((n_ctx, n_kv * hd)).astype(np.float32)
     pos = np.array([150, 199], dtype=np.int32)
-    got = _core.cuda_ops_attention(q, k, v, pos, n_kv)
     want = cpu_attention(q, k, v, pos, n_kv)
-    assert_bits_equal(got, want, "attention with peaked scores")
+    for split in (1, 2):
+        got = _core.cuda_ops_attention(q, k, v, pos, n_kv, split)
+        assert_bits_equal(got, want, f"attention with peaked scores (split={split})")
+
+
+def test_attention_auto_split_long_context():
+    # Decode-like: one query row at a long position takes the split-K path under split=0.
+    rng = np.random.default_rng(123)
+    n_head, n_kv, hd, n_ctx = 8, 2, 128, 2100
+    q = rng.standard_normal((1, n_head, hd)).astype(np.float32)
+    k = quant.f32_to_f16_bits(rng.standard_normal((n_ctx, n_kv * hd)).astype(np.float32))
+    v = quant.f32_to_f16_bits(rng.standard_normal((n_ctx, n_kv * hd)).astype(np.float32))
+    pos = np.array([2099], dtype=np.int32)
+    want = cpu_attention(q, k, v, pos, n_kv)
+    for split in (0, 1, 2):
+        assert_bits_equal(_core.cuda_ops_attention(q, k, v, pos, n_kv, split), want, f"attention n_ctx 2100 split={split}")
 
 
 # ---- router ------------------------------------------------------------------------------------
