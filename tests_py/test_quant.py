@@ -49,8 +49,10 @@ def assert_same_bits(got, want, msg=""):
     np.testing.assert_array_equal(bits(g[ok]), bits(w[ok]), err_msg=msg)
 
 
-def random_blocks(rng, t: str, nblk: int, scale: float = 0.02, extreme: bool = False) -> np.ndarray:
-    """Random block bytes of type t; f16 scale fields set to finite values (realistic or extreme)."""
+def random_blocks(rng, t: str, nblk: int, scale: float = 0.02, extreme: bool = False,
+                  nonfinite: float = 0.0) -> np.ndarray:
+    """Random block bytes of type t; f16 scale fields set to finite values (realistic or extreme),
+    then a fraction `nonfinite` of the blocks gets an inf or NaN scale."""
     ts = Q.type_size(t)
     raw = rng.integers(0, 256, size=(nblk, ts), dtype=np.uint8)
     for off in SCALE_FIELDS[t]:
@@ -61,6 +63,9 @@ def random_blocks(rng, t: str, nblk: int, scale: float = 0.02, extreme: bool = F
         else:
             v = (rng.standard_normal(nblk) * scale).astype(np.float16)
         raw[:, off:off + 2] = v.view(np.uint8).reshape(nblk, 2)
+        bad = rng.random(nblk) < nonfinite
+        specials = np.array([np.inf, -np.inf, np.nan], np.float16)
+        raw[bad, off:off + 2] = rng.choice(specials, size=int(bad.sum())).view(np.uint8).reshape(-1, 2)
     return raw
 
 
@@ -364,7 +369,7 @@ def test_simd_levels_bit_identical(t):
     results = {}
     for n, rows in ((256, 64), (2048, 48), (256 * 41, 8)):
         w_norm = random_blocks(rng, t, rows * n // bs).reshape(rows, -1)
-        w_ext = random_blocks(rng, t, rows * n // bs, extreme=True).reshape(rows, -1)
+        w_ext = random_blocks(rng, t, rows * n // bs, extreme=True, nonfinite=0.02).reshape(rows, -1)
         xs = [rng.standard_normal(n).astype(np.float32), extreme_activations(rng, n)]
         X = np.stack([extreme_activations(rng, n) for _ in range(11)])
         for level in LEVELS:

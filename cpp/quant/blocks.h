@@ -2,8 +2,10 @@
 //
 // Plain structs only (no std containers, no constructors) so .cu files can include this and
 // reinterpret raw tensor bytes. f16 fields are stored as uint16_t bit patterns and converted
-// with canon_f16_to_f32 (ops/canon.h), never with a platform conversion. Sizes are asserted
-// against the GGUF format (ggml-common.h in llama.cpp defines the same layouts).
+// with canon_f16_to_f32 (ops/canon.h); the x86 SIMD kernels use F16C, which is the same exact
+// conversion for every non-NaN value. Sizes are asserted against the GGUF format (ggml-common.h
+// in llama.cpp defines the same layouts). The inline helpers are `static Q3_HD` (internal
+// linkage), so no out-of-line copy compiled with AVX-512 flags can leak into baseline code.
 //
 // Value order inside the K-quant blocks (as gguf-py and ggml dequantise them):
 //  * Q4_K: qs is 4 chunks of 32 bytes; chunk c holds sub-block 2c in its low nibbles and

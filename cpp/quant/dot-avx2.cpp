@@ -69,8 +69,8 @@ struct KQ4K {
             w.q[2 * c + 1] = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
         }
         k4_scales_x8(x.scales, &w.sc16, &w.m16);
-        w.d = canon_f16_to_f32(x.d);
-        w.dmin = canon_f16_to_f32(x.dmin);
+        w.d = f16_to_f32_hw(x.d);
+        w.dmin = f16_to_f32_hw(x.dmin);
         return w;
     }
     static float block(const W& w, const block_q8k& a) { return block_k4(w, a); }
@@ -99,8 +99,8 @@ struct KQ5K {
         w.q[6] = _mm256_or_si256(w.q[6], _mm256_and_si256(_mm256_srli_epi16(qh, 2), b4));
         w.q[7] = _mm256_or_si256(w.q[7], _mm256_and_si256(_mm256_srli_epi16(qh, 3), b4));
         k4_scales_x8(x.scales, &w.sc16, &w.m16);
-        w.d = canon_f16_to_f32(x.d);
-        w.dmin = canon_f16_to_f32(x.dmin);
+        w.d = f16_to_f32_hw(x.d);
+        w.dmin = f16_to_f32_hw(x.dmin);
         return w;
     }
     static float block(const W& w, const block_q8k& a) { return block_k4(w, a); }
@@ -132,7 +132,7 @@ struct KQ6K {
         w.sc16 = _mm256_cvtepi8_epi16(sc8);
         w.scA = _mm256_broadcastsi128_si256(_mm256_castsi256_si128(w.sc16));
         w.scB = _mm256_broadcastsi128_si256(_mm256_extracti128_si256(w.sc16, 1));
-        w.d = canon_f16_to_f32(x.d);
+        w.d = f16_to_f32_hw(x.d);
         return w;
     }
     static float block(const W& w, const block_q8k& a) {
@@ -159,7 +159,7 @@ struct KQ8_0 {
         W w;
         for (int k = 0; k < 8; ++k) {
             w.q[k] = _mm256_loadu_si256((const __m256i*)x[k].qs);
-            w.dk[k] = canon_f16_to_f32(x[k].d);
+            w.dk[k] = f16_to_f32_hw(x[k].d);
         }
         return w;
     }
@@ -189,7 +189,7 @@ struct KQ4_0 {
         for (int k = 0; k < 8; ++k) {
             const __m128i raw = _mm_loadu_si128((const __m128i*)x[k].qs);
             w.q[k] = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(raw, 4), m4), _mm_and_si128(raw, m4));
-            w.dk[k] = canon_f16_to_f32(x[k].d);
+            w.dk[k] = f16_to_f32_hw(x[k].d);
         }
         return w;
     }

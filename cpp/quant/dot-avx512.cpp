@@ -75,8 +75,8 @@ struct KQ4K {
         W w;
         k4_nibbles(x.qs, &w);
         k4_scales_x16(x.scales, &w);
-        w.d = canon_f16_to_f32(x.d);
-        w.dmin = canon_f16_to_f32(x.dmin);
+        w.d = f16_to_f32_hw(x.d);
+        w.dmin = f16_to_f32_hw(x.dmin);
         return w;
     }
     static float block(const W& w, const block_q8k& a) { return block_k4(w, a); }
@@ -97,8 +97,8 @@ struct KQ5K {
         w.q[2] = _mm512_or_si512(w.q[2], _mm512_and_si512(_mm512_srlv_epi64(qh, shift_pair(0, 1)), b4));
         w.q[3] = _mm512_or_si512(w.q[3], _mm512_and_si512(_mm512_srlv_epi64(qh, shift_pair(2, 3)), b4));
         k4_scales_x16(x.scales, &w);
-        w.d = canon_f16_to_f32(x.d);
-        w.dmin = canon_f16_to_f32(x.dmin);
+        w.d = f16_to_f32_hw(x.d);
+        w.dmin = f16_to_f32_hw(x.dmin);
         return w;
     }
     static float block(const W& w, const block_q8k& a) { return block_k4(w, a); }
@@ -134,7 +134,7 @@ struct KQ6K {
                 _mm256_set_m128i(_mm_set1_epi16((short)(s + 3)), _mm_set1_epi16((short)(s + 2))), 1);
             w.sc[k] = _mm512_permutexvar_epi16(idx, s512);
         }
-        w.d = canon_f16_to_f32(x.d);
+        w.d = f16_to_f32_hw(x.d);
         return w;
     }
     static float block(const W& w, const block_q8k& a) {
@@ -162,7 +162,7 @@ struct KQ8_0 {
         W w;
         for (int k = 0; k < 8; ++k) {
             w.u[k] = _mm256_xor_si256(_mm256_loadu_si256((const __m256i*)x[k].qs), flip);
-            w.dk[k] = canon_f16_to_f32(x[k].d);
+            w.dk[k] = f16_to_f32_hw(x[k].d);
         }
         return w;
     }
@@ -190,7 +190,7 @@ struct KQ4_0 {
         for (int k = 0; k < 8; ++k) {
             const __m128i raw = _mm_loadu_si128((const __m128i*)x[k].qs);
             w.q[k] = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(raw, 4), m4), _mm_and_si128(raw, m4));
-            w.dk[k] = canon_f16_to_f32(x[k].d);
+            w.dk[k] = f16_to_f32_hw(x[k].d);
         }
         return w;
     }

@@ -7,6 +7,7 @@
 // is the canonical 32-lane sum of the c_b: lane b % 32 accumulates p = p + c_b in ascending b
 // starting from +0.0f, then canon_tree32 (ops/canon.h). CPU scalar, AVX2, AVX-512 and CUDA
 // kernels call these functions (or reproduce them exactly) and so return identical bits.
+// (A NaN result is NaN on every path; its sign and payload are unspecified.)
 //
 // Integer sums per activation block (q: weight values, a: activation qs, sc/m: sub-block
 // scale/min, bsums from the Q8K block):

@@ -15,6 +15,11 @@
 namespace qwen3moe {
 namespace {
 
+// f16 -> f32 with F16C: the same value as canon_f16_to_f32 for every non-NaN input (the
+// conversion is exact); a signalling NaN comes out quieted, which is allowed (NaN payloads are
+// unspecified by the numerics contract).
+inline float f16_to_f32_hw(uint16_t h) { return _cvtsh_ss(h); }
+
 inline int32_t hsum_i32x8(__m256i v) {
     __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
     s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
