@@ -6,6 +6,8 @@
 // Canonical definitions (ARCHITECTURE.md section 2; CUDA must reproduce them bit for bit):
 //  * quantize_row_q8k: per 256-block: amax = max|x|; amax == 0 -> d = 0, q = 0; else
 //    iscale = 127/amax, q = clamp(rint_half_even(x*iscale), -127, 127), d = amax/127.
+//    NaN inputs are ignored by the max and give q = 0 (CUDA: fmaxf-style max, same rule);
+//    bsums[k] = sum of qs[16k..16k+15].
 //  * vec_dot_q8k: per 256-block b a float contribution c_b (quant/dot-canon.h) from exact
 //    int32 sums; the row is the 32-lane canonical sum of the c_b (ops/canon.h).
 //  * canon_dot: the 32-lane canonical dot of two float vectors (ops/canon.h).
