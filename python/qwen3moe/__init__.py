@@ -5,6 +5,7 @@ bit-identical (see the numerics contract in the README).
 
 Public API (everything else is private):
     inspect(path)           -> GGUFInfo: metadata dict + tensor table
+    compare(a, b)           -> per (stage, layer) cosine / max|diff| / rel L2 / differing bits
     cuda_available()        -> bool
     default_model_path()    -> path of the embedded default model (written on first use)
     GGUFError, UnsupportedTypeError, OutOfMemoryError
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 from . import _core
 from ._core import GGUFError, OutOfMemoryError, UnsupportedTypeError
+from .compare import compare  # binds the function over the submodule of the same name
 
 __version__ = "0.1.0"
 
@@ -22,6 +24,7 @@ __all__ = [
     "GGUFError",
     "OutOfMemoryError",
     "UnsupportedTypeError",
+    "compare",
     "cuda_available",
     "default_model_path",
     "inspect",
