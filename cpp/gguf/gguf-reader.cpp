@@ -20,6 +20,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstring>
 #include <limits>
 #include <map>
@@ -636,6 +637,8 @@ float GGUFFile::get_f32(const std::string& key) const {
     Q3_GGUF_GET(key);
     if (v->type != GGUFType::FLOAT32 && v->type != GGUFType::FLOAT64)
         fail("key '" + quote(key) + "': expected FLOAT32 or FLOAT64, found " + gguf_detail::describe_type(*v), at);
+    if (std::isfinite(v->f) && std::fabs(v->f) > double(std::numeric_limits<float>::max()))
+        fail("key '" + quote(key) + "': value " + std::to_string(v->f) + " does not fit in float", at);
     return static_cast<float>(v->f);
 }
 

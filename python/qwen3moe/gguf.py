@@ -41,7 +41,7 @@ class TensorInfo:
         return n
 
 
-@dataclass
+@dataclass(repr=False)
 class GGUFInfo:
     """Parsed header of a GGUF file: metadata (key -> value, file order) and tensor table."""
 
@@ -73,6 +73,10 @@ class GGUFInfo:
             entry[1] += 1
             entry[2] += t.nbytes
         return {name: (count, nbytes) for _, (name, count, nbytes) in sorted(acc.items())}
+
+    def __repr__(self) -> str:
+        return (f"GGUFInfo(path={self.path!r}, version={self.version}, architecture={self.architecture!r}, "
+                f"metadata=<{len(self.metadata)} keys>, tensors=<{len(self.tensors)}>, total_bytes={self.total_bytes})")
 
     def tensor(self, name: str) -> TensorInfo:
         """The tensor called ``name`` (KeyError if absent)."""
