@@ -4,7 +4,7 @@
 // reinterpret raw tensor bytes. f16 fields are stored as uint16_t bit patterns and converted
 // with canon_f16_to_f32 (ops/canon.h); the x86 SIMD kernels use F16C, which is the same exact
 // conversion for every non-NaN value. Sizes are asserted against the GGUF format (ggml-common.h
-// in llama.cpp defines the same layouts). The inline helpers are `static Q3_HD` (internal
+// in llama.cpp defines the same layouts). The inline helpers are `Q3_HD` (internal
 // linkage), so no out-of-line copy compiled with AVX-512 flags can leak into baseline code.
 //
 // Value order inside the K-quant blocks (as gguf-py and ggml dequantise them):
@@ -76,7 +76,7 @@ static_assert(sizeof(block_q8k) == 292, "block_q8k must be 292 bytes");
 //   bytes 0-3: low 6 bits = scale j (j<4), top 2 bits = high bits of scale j+4
 //   bytes 4-7: low 6 bits = min j (j<4),   top 2 bits = high bits of min j+4
 //   bytes 8-11: low nibble = low 4 bits of scale j+4, high nibble = low 4 bits of min j+4
-static Q3_HD void k4_scale_min(int j, const uint8_t* scales, uint8_t* sc, uint8_t* m) {
+Q3_HD void k4_scale_min(int j, const uint8_t* scales, uint8_t* sc, uint8_t* m) {
     if (j < 4) {
         *sc = (uint8_t)(scales[j] & 63);
         *m = (uint8_t)(scales[j + 4] & 63);
@@ -88,7 +88,7 @@ static Q3_HD void k4_scale_min(int j, const uint8_t* scales, uint8_t* sc, uint8_
 
 // All 8 scales and 8 mins at once (same values as k4_scale_min): out bytes 0-7 = sc[0..7],
 // bytes 8-15 = m[0..7]. Works on 32-bit words of the packed layout (little-endian bytes).
-static Q3_HD void k4_unpack_scales(const uint8_t* scales, uint32_t out[4]) {
+Q3_HD void k4_unpack_scales(const uint8_t* scales, uint32_t out[4]) {
     uint32_t w[3];
     for (int k = 0; k < 3; ++k)
         w[k] = (uint32_t)scales[4 * k] | ((uint32_t)scales[4 * k + 1] << 8) |
@@ -100,7 +100,7 @@ static Q3_HD void k4_unpack_scales(const uint8_t* scales, uint32_t out[4]) {
 }
 
 // The unsigned 6-bit value i (0..255) of a Q6_K block (subtract 32 for the signed value).
-static Q3_HD int q6k_value(const block_q6_K* b, int i) {
+Q3_HD int q6k_value(const block_q6_K* b, int i) {
     const int h = i >> 7;          // half
     const int s = (i >> 5) & 3;    // 32-value group inside the half
     const int l = i & 31;

@@ -28,15 +28,15 @@ namespace qwen3moe {
 // linker for baseline code.
 
 // Q4_K / Q5_K: d, dmin are the block's f16 scales as float.
-static Q3_HD float canon_block_q4k(float da, float d, float dmin, int32_t isum, int32_t msum) {
+Q3_HD float canon_block_q4k(float da, float d, float dmin, int32_t isum, int32_t msum) {
     return canon_fma(da * d, (float)isum, -((da * dmin) * (float)msum));
 }
 
 // Q6_K: d is the block's f16 scale as float.
-static Q3_HD float canon_block_q6k(float da, float d, int32_t isum) { return (da * d) * (float)isum; }
+Q3_HD float canon_block_q6k(float da, float d, int32_t isum) { return (da * d) * (float)isum; }
 
 // Q8_0 / Q4_0: dk[k], isum[k] for the 8 weight blocks k = 0..7 covering the activation block.
-static Q3_HD float canon_block_q8_0(float da, const float* dk, const int32_t* isum) {
+Q3_HD float canon_block_q8_0(float da, const float* dk, const int32_t* isum) {
     float inner = 0.0f;
     for (int k = 0; k < 8; ++k) inner = canon_fma(dk[k], (float)isum[k], inner);
     return da * inner;
@@ -44,10 +44,10 @@ static Q3_HD float canon_block_q8_0(float da, const float* dk, const int32_t* is
 
 // The row rule: p[32] lane partials, lane b % 32 accumulates the block contributions in
 // ascending b from +0.0f; the row value is canon_tree32(p).
-static Q3_HD void canon_row_init(float* p) {
+Q3_HD void canon_row_init(float* p) {
     for (int l = 0; l < kCanonLanes; ++l) p[l] = 0.0f;
 }
-static Q3_HD void canon_row_add(float* p, int64_t b, float c) {
+Q3_HD void canon_row_add(float* p, int64_t b, float c) {
     p[b % kCanonLanes] = p[b % kCanonLanes] + c;
 }
 
