@@ -15,6 +15,10 @@
 
 #include "ops/canon.h"
 
+// Host+device qualifiers for static member functions of the kernels' helper structs (Q3_HD of
+// ops/canon.h carries `static` for free functions, which a member declaration cannot repeat).
+#define Q3_HDM __host__ __device__ __forceinline__
+
 namespace qwen3moe::cuda {
 
 // Throws OutOfMemory (allocation failures) or std::runtime_error naming the call and site.

@@ -16,25 +16,25 @@ template <uint32_t T> struct Dequant;
 
 template <> struct Dequant<GGML_TYPE_F32> {
     static constexpr int64_t kBlock = 1, kBytes = 4;  // values, bytes per block
-    Q3_HD static float value(const uint8_t* row, int64_t i) {
+    Q3_HDM static float value(const uint8_t* row, int64_t i) {
         return reinterpret_cast<const float*>(row)[i];
     }
 };
 template <> struct Dequant<GGML_TYPE_F16> {
     static constexpr int64_t kBlock = 1, kBytes = 2;
-    Q3_HD static float value(const uint8_t* row, int64_t i) {
+    Q3_HDM static float value(const uint8_t* row, int64_t i) {
         return canon_f16_to_f32(reinterpret_cast<const uint16_t*>(row)[i]);
     }
 };
 template <> struct Dequant<GGML_TYPE_BF16> {
     static constexpr int64_t kBlock = 1, kBytes = 2;
-    Q3_HD static float value(const uint8_t* row, int64_t i) {
+    Q3_HDM static float value(const uint8_t* row, int64_t i) {
         return canon_bf16_to_f32(reinterpret_cast<const uint16_t*>(row)[i]);
     }
 };
 template <> struct Dequant<GGML_TYPE_Q4_0> {
     static constexpr int64_t kBlock = QK4_0, kBytes = sizeof(block_q4_0);
-    Q3_HD static float value(const uint8_t* row, int64_t i) {
+    Q3_HDM static float value(const uint8_t* row, int64_t i) {
         const block_q4_0* b = reinterpret_cast<const block_q4_0*>(row) + i / QK4_0;
         const int l = (int)(i % QK4_0);
         const int q = l < 16 ? (b->qs[l] & 15) : (b->qs[l - 16] >> 4);
@@ -43,7 +43,7 @@ template <> struct Dequant<GGML_TYPE_Q4_0> {
 };
 template <> struct Dequant<GGML_TYPE_Q8_0> {
     static constexpr int64_t kBlock = QK8_0, kBytes = sizeof(block_q8_0);
-    Q3_HD static float value(const uint8_t* row, int64_t i) {
+    Q3_HDM static float value(const uint8_t* row, int64_t i) {
         const block_q8_0* b = reinterpret_cast<const block_q8_0*>(row) + i / QK8_0;
         return (float)b->qs[i % QK8_0] * canon_f16_to_f32(b->d);
     }
@@ -64,21 +64,21 @@ Q3_HD float dequant_k4_value(uint16_t d16, uint16_t dmin16, const uint8_t* scale
 
 template <> struct Dequant<GGML_TYPE_Q4_K> {
     static constexpr int64_t kBlock = QK_K, kBytes = sizeof(block_q4_K);
-    Q3_HD static float value(const uint8_t* row, int64_t i) {
+    Q3_HDM static float value(const uint8_t* row, int64_t i) {
         const block_q4_K* b = reinterpret_cast<const block_q4_K*>(row) + i / QK_K;
         return dequant_k4_value(b->d, b->dmin, b->scales, b->qs, nullptr, (int)(i % QK_K));
     }
 };
 template <> struct Dequant<GGML_TYPE_Q5_K> {
     static constexpr int64_t kBlock = QK_K, kBytes = sizeof(block_q5_K);
-    Q3_HD static float value(const uint8_t* row, int64_t i) {
+    Q3_HDM static float value(const uint8_t* row, int64_t i) {
         const block_q5_K* b = reinterpret_cast<const block_q5_K*>(row) + i / QK_K;
         return dequant_k4_value(b->d, b->dmin, b->scales, b->qs, b->qh, (int)(i % QK_K));
     }
 };
 template <> struct Dequant<GGML_TYPE_Q6_K> {
     static constexpr int64_t kBlock = QK_K, kBytes = sizeof(block_q6_K);
-    Q3_HD static float value(const uint8_t* row, int64_t i) {
+    Q3_HDM static float value(const uint8_t* row, int64_t i) {
         const block_q6_K* b = reinterpret_cast<const block_q6_K*>(row) + i / QK_K;
         const int l = (int)(i % QK_K);
         const float ds = canon_f16_to_f32(b->d) * (float)b->scales[l >> 4];

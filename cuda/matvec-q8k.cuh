@@ -87,7 +87,7 @@ template <> struct Q8KBlock<GGML_TYPE_Q4_K> {
     static constexpr bool kPerLaneScale = false;
     // Lane k: qs chunk c = k/2 (sub-blocks 2c in the low nibbles, 2c+1 in the high nibbles),
     // half h = k%2: values 64c + 16h + i (low) and 64c + 32 + 16h + i (high), i < 16.
-    Q3_HD static LaneSums lane(const uint8_t* wb, const block_q8k* a, int k) {
+    Q3_HDM static LaneSums lane(const uint8_t* wb, const block_q8k* a, int k) {
         const block_q4_K* w = reinterpret_cast<const block_q4_K*>(wb);
         const int c = k >> 1, h = k & 1;
         int q4[4];
@@ -104,7 +104,7 @@ template <> struct Q8KBlock<GGML_TYPE_Q4_K> {
         return {(int)sc_lo * dlo + (int)sc_hi * dhi,
                 (int)m_lo * a->bsums[lo0 / 16] + (int)m_hi * a->bsums[hi0 / 16]};
     }
-    Q3_HD static float finish(const uint8_t* wb, const block_q8k* a, int32_t isum, int32_t msum) {
+    Q3_HDM static float finish(const uint8_t* wb, const block_q8k* a, int32_t isum, int32_t msum) {
         const block_q4_K* w = reinterpret_cast<const block_q4_K*>(wb);
         return canon_block_q4k(a->d, canon_f16_to_f32(w->d), canon_f16_to_f32(w->dmin), isum, msum);
     }
@@ -115,7 +115,7 @@ template <> struct Q8KBlock<GGML_TYPE_Q5_K> {
     static constexpr bool kPerLaneScale = false;
     // As Q4_K; the 5th bit of value 32j + l is bit j of qh[l], and this lane's values have
     // l = 16h + i: qh[16h .. 16h+15], bit 2c (low run) and bit 2c+1 (high run).
-    Q3_HD static LaneSums lane(const uint8_t* wb, const block_q8k* a, int k) {
+    Q3_HDM static LaneSums lane(const uint8_t* wb, const block_q8k* a, int k) {
         const block_q5_K* w = reinterpret_cast<const block_q5_K*>(wb);
         const int c = k >> 1, h = k & 1;
         int q4[4], h4[4];
@@ -135,7 +135,7 @@ template <> struct Q8KBlock<GGML_TYPE_Q5_K> {
         return {(int)sc_lo * dlo + (int)sc_hi * dhi,
                 (int)m_lo * a->bsums[lo0 / 16] + (int)m_hi * a->bsums[hi0 / 16]};
     }
-    Q3_HD static float finish(const uint8_t* wb, const block_q8k* a, int32_t isum, int32_t msum) {
+    Q3_HDM static float finish(const uint8_t* wb, const block_q8k* a, int32_t isum, int32_t msum) {
         const block_q5_K* w = reinterpret_cast<const block_q5_K*>(wb);
         return canon_block_q4k(a->d, canon_f16_to_f32(w->d), canon_f16_to_f32(w->dmin), isum, msum);
     }
@@ -147,7 +147,7 @@ template <> struct Q8KBlock<GGML_TYPE_Q6_K> {
     // Lane k: half hh = k/4, group s = k%4: values 128hh + 32s + l (l < 32); low 4 bits in
     // ql[64hh + 32(s&1) + l] (nibble s>>1), high 2 bits in qh[32hh + l] (bits 2s); sub-blocks
     // 8hh + 2s (l < 16) and 8hh + 2s + 1 (l >= 16). Blocks are only 2-byte aligned.
-    Q3_HD static LaneSums lane(const uint8_t* wb, const block_q8k* a, int k) {
+    Q3_HDM static LaneSums lane(const uint8_t* wb, const block_q8k* a, int k) {
         const block_q6_K* w = reinterpret_cast<const block_q6_K*>(wb);
         const int hh = k >> 2, s = k & 3;
         const uint8_t* ql = w->ql + 64 * hh + 32 * (s & 1);
@@ -170,7 +170,7 @@ template <> struct Q8KBlock<GGML_TYPE_Q6_K> {
                     (int)w->scales[sb + 1] * (d1 - 32 * (int)a->bsums[sb + 1]),
                 0};
     }
-    Q3_HD static float finish(const uint8_t* wb, const block_q8k* a, int32_t isum, int32_t) {
+    Q3_HDM static float finish(const uint8_t* wb, const block_q8k* a, int32_t isum, int32_t) {
         const block_q6_K* w = reinterpret_cast<const block_q6_K*>(wb);
         return canon_block_q6k(a->d, canon_f16_to_f32(w->d), isum);
     }
@@ -179,14 +179,14 @@ template <> struct Q8KBlock<GGML_TYPE_Q6_K> {
 template <> struct Q8KBlock<GGML_TYPE_Q8_0> {
     static constexpr int kBytes = 8 * sizeof(block_q8_0);
     static constexpr bool kPerLaneScale = true;
-    Q3_HD static LaneSums lane(const uint8_t* wb, const block_q8k* a, int k) {
+    Q3_HDM static LaneSums lane(const uint8_t* wb, const block_q8k* a, int k) {
         const block_q8_0* w = reinterpret_cast<const block_q8_0*>(wb) + k;
         const uint8_t* q = reinterpret_cast<const uint8_t*>(w->qs);
         int isum = 0;
         for (int i = 0; i < 8; ++i) isum = dp4a_s8(ld_i32_a2(q + 4 * i), ld_act4(a, 32 * k + 4 * i), isum);
         return {isum, 0};
     }
-    Q3_HD static float lane_d(const uint8_t* wb, int k) {
+    Q3_HDM static float lane_d(const uint8_t* wb, int k) {
         return canon_f16_to_f32((reinterpret_cast<const block_q8_0*>(wb) + k)->d);
     }
 };
@@ -195,7 +195,7 @@ template <> struct Q8KBlock<GGML_TYPE_Q4_0> {
     static constexpr int kBytes = 8 * sizeof(block_q4_0);
     static constexpr bool kPerLaneScale = true;
     // Value l = (qs[l] & 15) - 8, value 16 + l = (qs[l] >> 4) - 8.
-    Q3_HD static LaneSums lane(const uint8_t* wb, const block_q8k* a, int k) {
+    Q3_HDM static LaneSums lane(const uint8_t* wb, const block_q8k* a, int k) {
         const block_q4_0* w = reinterpret_cast<const block_q4_0*>(wb) + k;
         int s = 0;
         for (int i = 0; i < 4; ++i) {
@@ -206,7 +206,7 @@ template <> struct Q8KBlock<GGML_TYPE_Q4_0> {
         // stored nibble is value + 8.
         return {s - 8 * ((int)a->bsums[2 * k] + (int)a->bsums[2 * k + 1]), 0};
     }
-    Q3_HD static float lane_d(const uint8_t* wb, int k) {
+    Q3_HDM static float lane_d(const uint8_t* wb, int k) {
         return canon_f16_to_f32((reinterpret_cast<const block_q4_0*>(wb) + k)->d);
     }
 };
