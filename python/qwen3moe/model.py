@@ -334,7 +334,7 @@ class Model:
         for i in range(max_tokens):
             if nxt in eog:
                 break
-            pending += dec.add(nxt)
+            pending += dec.feed(nxt)
             out, hit = _split_stop(pending, stops)
             if out:
                 yield out
