@@ -208,7 +208,7 @@ Qwen3Moe::Qwen3Moe(const std::string& path, const ModelOptions& opt) : opt_(opt)
     if (opt.threads < 0) throw std::invalid_argument("threads must be >= 1 (or 0/None for all hardware threads)");
     if (opt.device != "cpu") {
         if (opt.device == "cuda")
-            throw std::runtime_error("device=\"cuda\": the CUDA backend is not built/available in this qwen3moe build");
+            throw std::runtime_error("device=\"cuda\": CUDA backend not built/available in this qwen3moe build");
         throw std::invalid_argument("device must be \"cpu\" or \"cuda\", got \"" + opt.device + "\"");
     }
     file_ = GGUFFile::open(path);

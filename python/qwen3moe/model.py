@@ -446,7 +446,7 @@ def load(path: str | os.PathLike, device: str = "cpu", n_ctx: int = 4096, activa
     if device not in ("cpu", "cuda"):
         raise ValueError(f'device must be "cpu" or "cuda", got {device!r}')
     if device == "cuda":
-        raise RuntimeError('device="cuda": the CUDA backend is not built/available in this qwen3moe build; use device="cpu"')
+        raise RuntimeError('device="cuda": CUDA backend not built/available in this qwen3moe build; use device="cpu"')
     if activations not in ("q8", "f32"):
         raise ValueError(f'activations must be "q8" or "f32", got {activations!r}')
     if isinstance(n_ctx, bool) or not isinstance(n_ctx, (int, np.integer)) or n_ctx < 1:
