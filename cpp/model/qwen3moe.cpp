@@ -267,6 +267,16 @@ void Qwen3Moe::check_tokens(const int32_t* tokens, int T) const {
                                     " (call reset() or load with a larger n_ctx)");
 }
 
+// The forward of one batch. Numerics rules (ARCHITECTURE.md section 2) at this level:
+//  * q8 mode quantises exactly these inputs, once per token each: attn_norm output (q, k, v),
+//    attention output (attn_output), ffn_norm output (expert gate/up; the F32 router reads the
+//    f32 ffn_norm output by the matvec rule), SwiGLU output (down; inside moe_experts),
+//    final_norm output (LM head). The embedding is the dequantised token_embd row.
+//  * residuals: ffn_inp = x + attn_proj, layer_out = ffn_inp + moe (one float add each).
+//  * final: final_norm = RMSNorm(x, output_norm); logits = matvec(output, or token_embd when the
+//    file has no output tensor).
+//  * batch invariance: every op computes a token's values from that token's inputs (and the KV
+//    cache rows before it) only, so forward(prompt) == token-by-token decode, bit for bit.
 void Qwen3Moe::run_batch(const int32_t* tokens, int T, const CaptureSpec& spec, CaptureSink* sink, int64_t row_off,
                          int logit_r0, int logit_n, float* logits_dst, float* logits_cap_dst) {
     Backend& be = *backend_;
