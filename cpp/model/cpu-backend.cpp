@@ -89,7 +89,7 @@ void CpuBackend::embed(const Tensor& token_embd, Act out) {
     const WeightMatrix m = token_embd.matrix();
     float* y = buf(out);
     const int64_t w = width(out);
-    pool_.parallel_for(T_, [&](int64_t t0, int64_t t1) {
+    par(T_, T_ * w, [&](int64_t t0, int64_t t1, int) {
         for (int64_t t = t0; t < t1; ++t) embed_token(m, tokens_[t], y + t * w);
     });
     invalidate(out);
@@ -100,7 +100,7 @@ void CpuBackend::rms_norm(Act in, const NormWeight& w, Act out) {
     float* y = buf(out);
     const int64_t n = width(in);
     const float eps = hp_.rms_eps;
-    pool_.parallel_for(T_, [&](int64_t t0, int64_t t1) {
+    par(T_, T_ * n * 2, [&](int64_t t0, int64_t t1, int) {
         for (int64_t t = t0; t < t1; ++t) qwen3moe::rms_norm(x + t * n, w.w.data(), y + t * n, n, eps);
     });
     invalidate(out);
@@ -133,7 +133,7 @@ void CpuBackend::qk_norm_rope_kv_append(int il, const NormWeight& q_norm, const 
     const int hd = hp_.head_dim, nh = hp_.n_head, nkv = hp_.n_head_kv;
     const int64_t Q = hp_.q_dim(), KV = hp_.kv_dim();
     const float eps = hp_.rms_eps;
-    pool_.parallel_for(T_, [&](int64_t t0, int64_t t1) {
+    par(T_, T_ * (Q + KV) * 4, [&](int64_t t0, int64_t t1, int) {
         for (int64_t t = t0; t < t1; ++t) {
             const int pos = pos0_ + (int)t;
             const float* c = rope_.cos_row(pos);
@@ -163,7 +163,8 @@ void CpuBackend::attention(int il) {
     const void* vc = kv_.v_layer(il);
     const bool f16 = kv_.is_f16();
     const int64_t sstride = n_ctx_ + 2 * (int64_t)hd;
-    pool_.parallel_for_indexed((int64_t)T_ * nh, [&](int64_t i0, int64_t i1, int tid) {
+    const int64_t work = (int64_t)T_ * nh * (pos0_ + T_) * hd * 2;
+    par((int64_t)T_ * nh, work, [&](int64_t i0, int64_t i1, int tid) {
         float* base = attn_scratch_.data() + tid * sstride;
         AttnScratch sc{base, base + n_ctx_, base + n_ctx_ + hd};
         for (int64_t i = i0; i < i1; ++i) {
@@ -248,7 +249,7 @@ void CpuBackend::moe_experts(const Tensor& gate_exps, const Tensor& up_exps, con
             i += r1 - r0;
         }
     };
-    pool_.parallel_for_indexed((int64_t)n_active * F, [&](int64_t i0, int64_t i1, int tid) {
+    par((int64_t)n_active * F, (int64_t)n_ent * F * E * 2, [&](int64_t i0, int64_t i1, int tid) {
         float* scr = scratch_.data() + tid * scratch_stride_;
         run_rows(gate_exps, F, g_in_.data(), E, gin_q8, nbE, g_gate_.data(), F, i0, i1, scr);
         run_rows(up_exps, F, g_in_.data(), E, gin_q8, nbE, g_up_.data(), F, i0, i1, scr);
@@ -257,7 +258,7 @@ void CpuBackend::moe_experts(const Tensor& gate_exps, const Tensor& up_exps, con
     // 4. SwiGLU per entry, then its q8 copy (the down projection's input, quantised once)
     const bool d_q8 = matvec_uses_q8(down_exps.type, mode_);
     const int64_t nbF = F / 256;
-    pool_.parallel_for(n_ent, [&](int64_t p0, int64_t p1) {
+    par(n_ent, (int64_t)n_ent * F * 16, [&](int64_t p0, int64_t p1, int) {
         for (int64_t p = p0; p < p1; ++p) {
             swiglu(g_gate_.data() + p * F, g_up_.data() + p * F, g_act_.data() + p * F, F);
             if (d_q8) quantize_row_q8k(g_act_.data() + p * F, g_act_q8_.data() + p * nbF, F);
@@ -265,14 +266,14 @@ void CpuBackend::moe_experts(const Tensor& gate_exps, const Tensor& up_exps, con
     });
 
     // 5. down: work items (active expert, output row)
-    pool_.parallel_for_indexed((int64_t)n_active * E, [&](int64_t i0, int64_t i1, int tid) {
+    par((int64_t)n_active * E, (int64_t)n_ent * F * E, [&](int64_t i0, int64_t i1, int tid) {
         float* scr = scratch_.data() + tid * scratch_stride_;
         run_rows(down_exps, E, g_act_.data(), F, d_q8 ? g_act_q8_.data() : nullptr, nbF, g_down_.data(), E, i0, i1, scr);
     });
 
     // 6. scatter to rank order and combine: moe[d] = +0.0f; for r: moe[d] = canon_fma(w_r, y_r[d], moe[d])
     const float* wts = buf(Act::router_weights);
-    pool_.parallel_for(T_, [&](int64_t t0, int64_t t1) {
+    par(T_, (int64_t)T_ * K * (E + 3 * F), [&](int64_t t0, int64_t t1, int) {
         for (int64_t t = t0; t < t1; ++t) {
             float* moe = buf(Act::moe_out) + t * E;
             for (int64_t d = 0; d < E; ++d) moe[d] = 0.0f;

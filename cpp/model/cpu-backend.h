@@ -40,6 +40,16 @@ private:
     int64_t width(Act a) const { return width_[(int)a]; }
     void ensure_capacity(int T);
     void invalidate(Act a) { q8_valid_[(int)a] = false; }
+    // fn(begin, end, thread) over [0, n): on the pool, or on this thread when `work` (about
+    // multiply-adds) is below kSerialWork. Results never depend on the choice.
+    template <class F>
+    void par(int64_t n, int64_t work, F&& fn) {
+        if (work < kSerialWork || pool_.size() == 1) {
+            if (n > 0) fn(int64_t(0), n, 0);
+            return;
+        }
+        pool_.parallel_for_indexed(n, fn);
+    }
     // matvec of `w` over n_tok rows of (x, xq) into y (y_stride floats per token).
     void matvec_into(const WeightMatrix& w, int n_tok, const float* x, int64_t x_stride,
                      const block_q8k* xq, int64_t xq_stride, float* y, int64_t y_stride);

@@ -52,6 +52,10 @@ void matvec_rows(const WeightMatrix& w, int64_t r0, int64_t r1, int n_tok, const
 void matvec(ThreadPool& pool, const WeightMatrix& w, int n_tok, const float* x, int64_t x_stride,
             const block_q8k* xq, int64_t xq_stride, float* y, int64_t y_stride, ActMode mode,
             float* scratch, int64_t scratch_stride) {
+    if (w.n_rows * w.n_cols * n_tok < kSerialWork) {  // too small to be worth a pool round trip
+        matvec_rows(w, 0, w.n_rows, n_tok, x, x_stride, xq, xq_stride, y, y_stride, mode, scratch);
+        return;
+    }
     pool.parallel_for_indexed(w.n_rows, [&](int64_t r0, int64_t r1, int tid) {
         matvec_rows(w, r0, r1, n_tok, x, x_stride, xq, xq_stride, y, y_stride, mode,
                     scratch + tid * scratch_stride);
@@ -61,6 +65,10 @@ void matvec(ThreadPool& pool, const WeightMatrix& w, int n_tok, const float* x, 
 void quantize_rows_q8k(ThreadPool& pool, const float* x, int64_t x_stride, int n_tok, int64_t n,
                        block_q8k* y) {
     const int64_t nb = n / 256;
+    if (n_tok * n < kSerialWork) {
+        for (int t = 0; t < n_tok; ++t) quantize_row_q8k(x + t * x_stride, y + t * nb, n);
+        return;
+    }
     pool.parallel_for(n_tok, [&](int64_t t0, int64_t t1) {
         for (int64_t t = t0; t < t1; ++t) quantize_row_q8k(x + t * x_stride, y + t * nb, n);
     });

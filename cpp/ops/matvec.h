@@ -22,6 +22,10 @@ class ThreadPool;
 
 enum class ActMode { q8, f32 };
 
+// Jobs smaller than this many multiply-adds run on the calling thread (a pool round trip costs
+// more); which thread computes a value never changes it.
+constexpr int64_t kSerialWork = 1 << 15;
+
 // A 2-D weight: n_rows rows of n_cols values of `type`, rows row_bytes apart (host memory,
 // usually inside the mapped GGUF file).
 struct WeightMatrix {

@@ -1,12 +1,20 @@
-// Thread pool implementation: one generation counter, a condition variable for work and one
-// for completion. Workers sleep between jobs (the machines this runs on are often shared).
+// Thread pool implementation: a generation counter bumped under the mutex (so sleeping workers
+// never miss a job), short spins before sleeping on either side, and a pending counter.
 #include "runtime/thread-pool.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define Q3_PAUSE() _mm_pause()
+#else
+#define Q3_PAUSE() ((void)0)
+#endif
 
 namespace qwen3moe {
 
 namespace {
 thread_local bool t_in_worker = false;  // true inside a pool chunk (nested calls run serially)
-}
+constexpr int kSpin = 256;          // pause iterations before sleeping (a few microseconds)
+}  // namespace
 
 ThreadPool::ThreadPool(int n_threads) {
     if (n_threads <= 0) {
@@ -22,6 +30,7 @@ ThreadPool::~ThreadPool() {
     {
         std::lock_guard<std::mutex> lk(mu_);
         stop_ = true;
+        generation_.fetch_add(1, std::memory_order_release);
     }
     cv_work_.notify_all();
     for (auto& t : workers_) t.join();
@@ -43,16 +52,17 @@ void ThreadPool::worker(int index) {
     uint64_t seen = 0;
     t_in_worker = true;
     for (;;) {
+        for (int i = 0; i < kSpin && generation_.load(std::memory_order_acquire) == seen; ++i) Q3_PAUSE();
         {
             std::unique_lock<std::mutex> lk(mu_);
-            cv_work_.wait(lk, [&] { return stop_ || generation_ != seen; });
+            cv_work_.wait(lk, [&] { return stop_ || generation_.load(std::memory_order_acquire) != seen; });
             if (stop_) return;
-            seen = generation_;
+            seen = generation_.load(std::memory_order_acquire);
         }
         run_chunk(index);
-        {
+        if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
             std::lock_guard<std::mutex> lk(mu_);
-            if (--pending_ == 0) cv_done_.notify_one();
+            cv_done_.notify_one();
         }
     }
 }
@@ -60,8 +70,7 @@ void ThreadPool::worker(int index) {
 void ThreadPool::run(int64_t n, Thunk thunk, void* ctx) {
     if (n <= 0) return;
     if (n_threads_ == 1 || t_in_worker || n == 1) {
-        // Serial: same partition semantics collapse to one chunk per thread index; the
-        // result of every element is independent of the chunking anyway.
+        // Serial: all of [0, n) on the caller as thread 0 (documented in the header).
         bool was = t_in_worker;
         t_in_worker = true;
         try {
@@ -80,17 +89,18 @@ void ThreadPool::run(int64_t n, Thunk thunk, void* ctx) {
         thunk_ = thunk;
         ctx_ = ctx;
         error_ = nullptr;
-        pending_ = n_threads_ - 1;
-        ++generation_;
+        pending_.store(n_threads_ - 1, std::memory_order_relaxed);
+        generation_.fetch_add(1, std::memory_order_release);
     }
     cv_work_.notify_all();
     t_in_worker = true;
     run_chunk(0);
     t_in_worker = false;
+    for (int i = 0; i < kSpin && pending_.load(std::memory_order_acquire) != 0; ++i) Q3_PAUSE();
     std::exception_ptr err;
     {
         std::unique_lock<std::mutex> lk(mu_);
-        cv_done_.wait(lk, [&] { return pending_ == 0; });
+        cv_done_.wait(lk, [&] { return pending_.load(std::memory_order_acquire) == 0; });
         err = error_;
         error_ = nullptr;
     }

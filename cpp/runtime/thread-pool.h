@@ -7,12 +7,16 @@
 // thread count. The callable is passed by reference without type erasure into a heap object:
 // no allocation per call. A parallel_for issued from inside a worker runs serially (no nesting).
 // The first exception thrown by any chunk is rethrown on the calling thread.
+// Waiting: workers and the caller spin briefly (a decode step issues dozens of short jobs)
+// and then sleep on a condition variable, so idle pools cost no CPU.
 #pragma once
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <exception>
 #include <mutex>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 namespace qwen3moe {
@@ -30,13 +34,13 @@ public:
     // fn(begin, end) over the static partition of [0, n).
     template <class F>
     void parallel_for(int64_t n, F&& fn) {
-        auto thunk = [](void* ctx, int64_t b, int64_t e, int) { (*static_cast<F*>(ctx))(b, e); };
+        auto thunk = [](void* ctx, int64_t b, int64_t e, int) { (*static_cast<std::remove_reference_t<F>*>(ctx))(b, e); };
         run(n, thunk, (void*)&fn);
     }
     // fn(begin, end, thread_index): thread_index in [0, size()) selects per-thread scratch.
     template <class F>
     void parallel_for_indexed(int64_t n, F&& fn) {
-        auto thunk = [](void* ctx, int64_t b, int64_t e, int t) { (*static_cast<F*>(ctx))(b, e, t); };
+        auto thunk = [](void* ctx, int64_t b, int64_t e, int t) { (*static_cast<std::remove_reference_t<F>*>(ctx))(b, e, t); };
         run(n, thunk, (void*)&fn);
     }
 
@@ -51,9 +55,9 @@ private:
     std::mutex mu_;
     std::condition_variable cv_work_;   // workers wait for a new generation
     std::condition_variable cv_done_;   // caller waits for pending_ == 0
-    uint64_t generation_ = 0;           // bumped per parallel_for
-    int pending_ = 0;                   // workers still running the current job
-    bool stop_ = false;
+    std::atomic<uint64_t> generation_{0};  // bumped (under mu_) per parallel_for
+    std::atomic<int> pending_{0};          // workers still running the current job
+    bool stop_ = false;                    // set under mu_ at destruction
     // current job
     int64_t n_ = 0;
     Thunk thunk_ = nullptr;
