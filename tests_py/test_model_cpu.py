@@ -442,3 +442,6 @@ def test_generate_stream_and_stop(tiny):
     assert tiny.generate(ids, max_tokens=0) == ""
     with pytest.raises(ValueError):
         tiny.generate(ids, top_p=0.0)
+    with pytest.raises(ValueError, match="n_ctx = 1024"):
+        tiny.generate([1] * 1025, stream=True)
+    assert tiny.generate(ids, max_tokens=5) == tiny.generate(ids, max_tokens=5)  # still usable

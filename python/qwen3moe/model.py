@@ -312,6 +312,8 @@ class Model:
             raise ValueError(f"top_k must be >= 0, got {top_k}")
         stops = [stop] if isinstance(stop, str) else [s for s in (stop or []) if s]
         arr = _token_array(ids, self._hp["n_vocab"])
+        if arr.size > self.n_ctx:
+            raise ValueError(f"context overflow: the prompt has {arr.size} tokens, more than n_ctx = {self.n_ctx}")
         it = self._generate(arr, max_tokens, float(temperature), int(top_k), float(top_p), float(min_p),
                             int(seed) & 0xFFFFFFFFFFFFFFFF, stops)
         if stream:
