@@ -94,7 +94,7 @@ class TensorSpec:
 
     @property
     def kind(self) -> str:
-        """"norm" (F32 vectors), "router" (ffn_gate_inp, F32) or "matrix"."""
+        """Role class: norm (1-D, kept F32), router (ffn_gate_inp, kept F32) or matrix."""
         if self.role.endswith("norm"):
             return "norm"
         if self.role == "ffn_gate_inp":

@@ -131,14 +131,14 @@ class BlockPool:
     """A pool of random valid blocks of one type, streamed out with rotating offsets."""
 
     def __init__(self, type_name: str, seed: int, pool_bytes: int = POOL_BYTES, std: float = DEFAULT_STD):
-        self.type_name = type_name.upper()
+        self.type_name = type_name.upper()  # GGML type name, e.g. "Q4_K"
         self.type_size = GGML_TYPES[self.type_name][2]  # bytes per block
         self.n_blocks = _largest_prime_at_most(max(pool_bytes // self.type_size, 1009))  # prime
         rng = np.random.default_rng(np.random.SeedSequence([seed, GGML_TYPES[self.type_name][0], 0x5EED]))
         blocks = random_blocks(self.type_name, self.n_blocks, rng, std).reshape(-1)
         self.nbytes = blocks.nbytes  # pool size in bytes
         self._buf = np.concatenate([blocks, blocks])  # doubled: any window of nbytes is contiguous
-        self._stride = max(1, int(self.n_blocks * 0.6180339887))  # coprime with the prime n_blocks
+        self._stride = max(1, int(self.n_blocks * 0.6180339887))  # blocks; coprime with the prime n_blocks
 
     def start_block(self, index: int) -> int:
         """Rotating start block of the index-th tensor (distinct for index < n_blocks)."""
