@@ -7,7 +7,9 @@ on (seed, name, shape), the writer can quantise slab by slab in bounded memory, 
 the exact same floats through `float_tensors(...)[name]`.
 
 Spreads (chosen so activations stay O(1) through many layers):
-  token_embd N(0, 0.03); matrices (attn_q/k/v/output, experts, output) N(0, 0.02);
+  token_embd N(0, 0.03); matrices (attn_q/k/v/output, experts, output) N(0, s^2) with
+  s = 0.02 * sqrt(2048 / fan_in) (fan_in = ne[0]): 0.02 at the real model's width 2048, larger
+  for narrow test models so every block (attention and MoE alike) adds an O(0.1..1) update;
   norms 1 + U(-0.1, 0.1); router rows N(0, (1.5 / sqrt(n_embd))^2), i.e. router logits of
   std ~1.5 for RMS-normalised inputs: top-k decisive but not degenerate.
   outlier_channels = c > 0: c residual channels (seeded choice) get x20 weights in the input
@@ -26,11 +28,17 @@ from .presets import ModelConfig, TensorSpec, tensor_specs
 
 SLAB_VALUES = 1 << 22  # at most this many values per generated slab
 EMBD_STD = 0.03
-MATRIX_STD = 0.02
+MATRIX_STD = 0.02  # at fan-in MATRIX_STD_FAN_IN
+MATRIX_STD_FAN_IN = 2048
 NORM_SPREAD = 0.1
 ROUTER_LOGIT_STD = 1.5
 OUTLIER_SCALE = 20.0
 _OUTLIER_ROLES = ("attn_q", "attn_k", "attn_v", "ffn_gate_exps", "ffn_up_exps", "output")
+
+
+def matrix_std(fan_in: int) -> float:
+    """Standard deviation of a weight matrix with rows of `fan_in` values."""
+    return MATRIX_STD * math.sqrt(MATRIX_STD_FAN_IN / fan_in)
 
 
 def outlier_channel_indices(config: ModelConfig, seed: int) -> np.ndarray:
@@ -66,7 +74,7 @@ def _generate(config: ModelConfig, seed: int, spec: TensorSpec, k: int, rows: in
     elif spec.role == "token_embd":
         std = EMBD_STD
     else:
-        std = MATRIX_STD
+        std = matrix_std(n)
     x = rng.standard_normal((rows, n), dtype=np.float32) * np.float32(std)
     if outliers.size and spec.role in _OUTLIER_ROLES and n == config.n_embd:
         x[:, outliers] *= np.float32(OUTLIER_SCALE)
