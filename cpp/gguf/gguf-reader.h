@@ -15,6 +15,9 @@ enum class GGUFType : uint32_t {
     BOOL = 7, STRING = 8, ARRAY = 9, UINT64 = 10, INT64 = 11, FLOAT64 = 12,
 };
 
+// "UINT8" ... "FLOAT64"; "type#<id>" for ids outside the enum.
+const char* gguf_type_name(GGUFType t);
+
 // One metadata value. Scalars are kept widened; arrays keep their element type.
 struct GGUFValue {
     GGUFType type = GGUFType::UINT8;

@@ -23,9 +23,11 @@
 #include <cstring>
 
 #if defined(__CUDACC__)
-#define Q3_HD __host__ __device__ __forceinline__
+#define Q3_HD static __host__ __device__ __forceinline__
 #else
-#define Q3_HD inline
+// static: every translation unit gets its own copy, so a copy compiled with AVX-512 flags in a
+// *-avx512.cpp file can never be linked into baseline code (no ODR merging across ISA flags).
+#define Q3_HD static inline
 #endif
 
 namespace qwen3moe {

@@ -6,12 +6,17 @@
 // Canonical definitions (ARCHITECTURE.md section 2; CUDA must reproduce them bit for bit):
 //  * quantize_row_q8k: per 256-block: amax = max|x|; amax == 0 -> d = 0, q = 0; else
 //    iscale = 127/amax, q = clamp(rint_half_even(x*iscale), -127, 127), d = amax/127.
+//    NaN inputs are ignored by the max and give q = 0 (CUDA: fmaxf-style max, same rule);
+//    bsums[k] = sum of qs[16k..16k+15].
 //  * vec_dot_q8k: per 256-block b a float contribution c_b (quant/dot-canon.h) from exact
 //    int32 sums; the row is the 32-lane canonical sum of the c_b (ops/canon.h).
 //  * canon_dot: the 32-lane canonical dot of two float vectors (ops/canon.h).
 //  * vec_dot_f32act: canon_dot(row dequantised to f32, x): the f32 reference mode, and the
 //    path for F32/F16/BF16 weights in every mode.
-// SIMD variants (AVX2, AVX-512/VNNI) are chosen at run time and return identical bits.
+// SIMD variants (AVX2, AVX-512/VNNI) are chosen at run time and return identical bits (NaN
+// results are NaN everywhere, but their sign/payload is unspecified).
+// Buffers: weight rows are raw GGUF block bytes, at least 2-byte aligned (GGUF data is 32-byte
+// aligned); Q8K blocks hold qs in -127..127 with bsums = sums of 16 qs (quantize_row_q8k's output).
 #pragma once
 #include <cstdint>
 
@@ -48,8 +53,10 @@ float canon_dot(const float* a, const float* b, int64_t n);
 float vec_dot_f32act(uint32_t type, const void* w_row, const float* x, int64_t n, float* scratch);
 
 // SIMD level in use: "avx512vnni", "avx2" or "scalar"; set_simd_level forces one
-// (for tests; throws std::invalid_argument if the CPU lacks it).
+// (for tests; throws std::invalid_argument if the CPU lacks it; "auto" restores the best).
 const char* simd_level();
 void set_simd_level(const char* level);
+// Whether set_simd_level(level) would succeed on this CPU.
+bool simd_level_available(const char* level);
 
 }  // namespace qwen3moe

@@ -1,0 +1,252 @@
+// dot-avx512.cpp — AVX-512 (F/BW/VL/DQ) + VNNI kernels for the Q8K dots and canon_dot.
+//
+// Same bits as dot-ref.cpp (integer sums exact, float part from dot-canon.h). The K-quants
+// work on 64 codes per register: _mm512_maddubs_epi16 (unsigned codes x signed int8
+// activations -> int16 pair sums, never saturating) then _mm512_dpwssd_epi32 applies the
+// per-sub-block int16 scales and accumulates in int32 in one instruction. Q8_0/Q4_0 use
+// _mm256_dpbusd_epi32 on unsigned codes (Q8_0: w ^ 0x80 = w + 128) with the offsets removed
+// through the Q8K bsums. canon_dot keeps the 32 canonical lanes in two 16-lane FMA
+// accumulators and masks the tail so untouched lanes keep their bits.
+// Precondition (met by quantize_row_q8k): activation qs in -127..127, bsums = sums of 16 qs.
+
+// GCC 12's AVX-512 intrinsic headers build casts/broadcasts from _mm512_undefined_*(), which
+// trips -Wuninitialized/-Wmaybe-uninitialized under -Werror (a known false positive).
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+#include "quant/dot-kernels.h"
+#include "quant/dot-x86.h"
+#include "quant/ggml-types.h"
+
+namespace qwen3moe {
+namespace {
+
+// 512-bit vector of int16: words 0..15 = lo, words 16..31 = hi.
+inline __m512i split_words(short lo, short hi) {
+    return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi16(lo)), _mm256_set1_epi16(hi), 1);
+}
+
+// Both 256-bit halves from one 256-bit source.
+inline __m512i halves(__m256i lo, __m256i hi) { return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1); }
+
+// 64-bit lane shift counts: a in lanes 0-3, b in lanes 4-7.
+inline __m512i shift_pair(long long a, long long b) { return _mm512_setr_epi64(a, a, a, a, b, b, b, b); }
+
+struct WK4 {
+    __m512i q[4];    // [4 chunks][64] unsigned codes: sub-block 2c (low half), 2c+1 (high half)
+    __m512i sc[4];   // [4][32] int16 scales matching q[c]'s int16 pair sums
+    __m256i m16;     // [16] mins as int16 pairs (one per Q8K bsum)
+    float d, dmin;   // super-block scales
+};
+
+inline void k4_scales_x16(const uint8_t* packed, WK4* w) {
+    const __m128i sm = k4_scales_sse(packed);
+    const __m512i s512 = _mm512_castsi128_si512(_mm_cvtepu8_epi16(sm));
+    for (int c = 0; c < 4; ++c) w->sc[c] = _mm512_permutexvar_epi16(split_words((short)(2 * c), (short)(2 * c + 1)), s512);
+    const __m256i m32 = _mm256_cvtepu8_epi32(_mm_srli_si128(sm, 8));
+    w->m16 = _mm256_or_si256(m32, _mm256_slli_epi32(m32, 16));
+}
+
+inline float block_k4(const WK4& w, const block_q8k& a) {
+    __m512i acc = _mm512_setzero_si512();
+#pragma GCC unroll 4
+    for (int c = 0; c < 4; ++c) {
+        const __m512i p = _mm512_maddubs_epi16(w.q[c], _mm512_loadu_si512((const void*)(a.qs + 64 * c)));
+        acc = _mm512_dpwssd_epi32(acc, p, w.sc[c]);
+    }
+    const __m256i mins = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i*)a.bsums), w.m16);
+    int32_t isum, msum;
+    hsum2_i32x8(_mm256_add_epi32(_mm512_castsi512_si256(acc), _mm512_extracti64x4_epi64(acc, 1)), mins, &isum, &msum);
+    return canon_block_q4k(a.d, w.d, w.dmin, isum, msum);
+}
+
+inline void k4_nibbles(const uint8_t* qs, WK4* w) {
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    for (int c = 0; c < 4; ++c) {
+        const __m256i raw = _mm256_loadu_si256((const __m256i*)(qs + 32 * c));
+        w->q[c] = _mm512_and_si512(halves(raw, _mm256_srli_epi16(raw, 4)), m4);
+    }
+}
+
+struct KQ4K {
+    using W = WK4;
+    static W decode(const void* row, int64_t b) {
+        const block_q4_K& x = static_cast<const block_q4_K*>(row)[b];
+        W w;
+        k4_nibbles(x.qs, &w);
+        k4_scales_x16(x.scales, &w);
+        w.d = f16_to_f32_hw(x.d);
+        w.dmin = f16_to_f32_hw(x.dmin);
+        return w;
+    }
+    static float block(const W& w, const block_q8k& a) { return block_k4(w, a); }
+};
+
+struct KQ5K {
+    using W = WK4;
+    static W decode(const void* row, int64_t b) {
+        const block_q5_K& x = static_cast<const block_q5_K*>(row)[b];
+        W w;
+        k4_nibbles(x.qs, &w);
+        // bit j of qh[l] -> bit 4 of code l of sub-block j: chunk c holds sub-blocks 2c, 2c+1.
+        // 64-bit shifts by <= 4 never move a foreign bit into bit 4 of a byte.
+        const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i*)x.qh));
+        const __m512i b4 = _mm512_set1_epi8(0x10);
+        w.q[0] = _mm512_or_si512(w.q[0], _mm512_and_si512(_mm512_sllv_epi64(qh, shift_pair(4, 3)), b4));
+        w.q[1] = _mm512_or_si512(w.q[1], _mm512_and_si512(_mm512_sllv_epi64(qh, shift_pair(2, 1)), b4));
+        w.q[2] = _mm512_or_si512(w.q[2], _mm512_and_si512(_mm512_srlv_epi64(qh, shift_pair(0, 1)), b4));
+        w.q[3] = _mm512_or_si512(w.q[3], _mm512_and_si512(_mm512_srlv_epi64(qh, shift_pair(2, 3)), b4));
+        k4_scales_x16(x.scales, &w);
+        w.d = f16_to_f32_hw(x.d);
+        w.dmin = f16_to_f32_hw(x.dmin);
+        return w;
+    }
+    static float block(const W& w, const block_q8k& a) { return block_k4(w, a); }
+};
+
+struct KQ6K {
+    struct W {
+        __m512i q[4];    // [4][64] unsigned codes 0..63 (value + 32), natural order
+        __m512i sc[4];   // [4][32] int16: 128-bit lane i of q[k] uses scale 4k+i
+        __m256i sc16;    // [16] scales as int16, in order (for the -32 offset via bsums)
+        float d;         // super-block scale
+    };
+    static W decode(const void* row, int64_t b) {
+        const block_q6_K& x = static_cast<const block_q6_K*>(row)[b];
+        const __m512i m4 = _mm512_set1_epi8(0x0f), m30 = _mm512_set1_epi8(0x30);
+        W w;
+        for (int h = 0; h < 2; ++h) {
+            const __m512i ql = _mm512_loadu_si512((const void*)(x.ql + 64 * h));
+            const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i*)(x.qh + 32 * h)));
+            // values 128h + 0..63: low nibbles of ql, qh bits 0-1 (first 32) and 2-3 (next 32)
+            w.q[2 * h] = _mm512_or_si512(_mm512_and_si512(ql, m4),
+                                         _mm512_and_si512(_mm512_sllv_epi64(qh, shift_pair(4, 2)), m30));
+            // values 128h + 64..127: high nibbles, qh bits 4-5 and 6-7
+            w.q[2 * h + 1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m4),
+                                             _mm512_and_si512(_mm512_srlv_epi64(qh, shift_pair(0, 2)), m30));
+        }
+        w.sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i*)x.scales));
+        const __m512i s512 = _mm512_castsi256_si512(w.sc16);
+        for (int k = 0; k < 4; ++k) {
+            const short s = (short)(4 * k);
+            const __m512i idx = _mm512_inserti64x4(
+                _mm512_castsi256_si512(_mm256_set_m128i(_mm_set1_epi16((short)(s + 1)), _mm_set1_epi16(s))),
+                _mm256_set_m128i(_mm_set1_epi16((short)(s + 3)), _mm_set1_epi16((short)(s + 2))), 1);
+            w.sc[k] = _mm512_permutexvar_epi16(idx, s512);
+        }
+        w.d = f16_to_f32_hw(x.d);
+        return w;
+    }
+    static float block(const W& w, const block_q8k& a) {
+        __m512i acc = _mm512_setzero_si512();
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; ++k) {
+            const __m512i p = _mm512_maddubs_epi16(w.q[k], _mm512_loadu_si512((const void*)(a.qs + 64 * k)));
+            acc = _mm512_dpwssd_epi32(acc, p, w.sc[k]);
+        }
+        const __m256i off = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i*)a.bsums), w.sc16);
+        __m256i s = _mm256_add_epi32(_mm512_castsi512_si256(acc), _mm512_extracti64x4_epi64(acc, 1));
+        s = _mm256_sub_epi32(s, _mm256_slli_epi32(off, 5));
+        return canon_block_q6k(a.d, w.d, hsum_i32x8(s));
+    }
+};
+
+struct KQ8_0 {
+    struct W {
+        __m256i u[8];   // [8 blocks][32] codes + 128 (w ^ 0x80) as unsigned bytes
+        float dk[8];    // block scales
+    };
+    static W decode(const void* row, int64_t b) {
+        const block_q8_0* x = static_cast<const block_q8_0*>(row) + 8 * b;
+        const __m256i flip = _mm256_set1_epi8((char)0x80);
+        W w;
+        for (int k = 0; k < 8; ++k) {
+            w.u[k] = _mm256_xor_si256(_mm256_loadu_si256((const __m256i*)x[k].qs), flip);
+            w.dk[k] = f16_to_f32_hw(x[k].d);
+        }
+        return w;
+    }
+    static float block(const W& w, const block_q8k& a) {
+        __m256i v[8];
+        for (int k = 0; k < 8; ++k)
+            v[k] = _mm256_dpbusd_epi32(_mm256_setzero_si256(), w.u[k],
+                                       _mm256_loadu_si256((const __m256i*)(a.qs + 32 * k)));
+        const __m256i pair = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i*)a.bsums), _mm256_set1_epi16(1));
+        alignas(32) int32_t isum[8];
+        _mm256_store_si256((__m256i*)isum, _mm256_sub_epi32(reduce_i32x8x8(v), _mm256_slli_epi32(pair, 7)));
+        return canon_block_q8_0(a.d, w.dk, isum);
+    }
+};
+
+struct KQ4_0 {
+    struct W {
+        __m256i q[8];   // [8 blocks][32] unsigned nibbles (value + 8)
+        float dk[8];    // block scales
+    };
+    static W decode(const void* row, int64_t b) {
+        const block_q4_0* x = static_cast<const block_q4_0*>(row) + 8 * b;
+        const __m128i m4 = _mm_set1_epi8(0x0f);
+        W w;
+        for (int k = 0; k < 8; ++k) {
+            const __m128i raw = _mm_loadu_si128((const __m128i*)x[k].qs);
+            w.q[k] = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(raw, 4), m4), _mm_and_si128(raw, m4));
+            w.dk[k] = f16_to_f32_hw(x[k].d);
+        }
+        return w;
+    }
+    static float block(const W& w, const block_q8k& a) {
+        __m256i v[8];
+        for (int k = 0; k < 8; ++k)
+            v[k] = _mm256_dpbusd_epi32(_mm256_setzero_si256(), w.q[k],
+                                       _mm256_loadu_si256((const __m256i*)(a.qs + 32 * k)));
+        const __m256i pair = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i*)a.bsums), _mm256_set1_epi16(1));
+        alignas(32) int32_t isum[8];
+        _mm256_store_si256((__m256i*)isum, _mm256_sub_epi32(reduce_i32x8x8(v), _mm256_slli_epi32(pair, 3)));
+        return canon_block_q8_0(a.d, w.dk, isum);
+    }
+};
+
+void dot_q8k_avx512(uint32_t type, const void* w_row, const block_q8k* a, int64_t a_stride, int n_tok, int64_t n,
+                    float* out, int64_t out_stride) {
+    const int64_t nb = n / QK_K;
+    switch (type) {
+        case GGML_TYPE_Q4_K: dot_rows<KQ4K>(w_row, a, a_stride, n_tok, nb, out, out_stride); break;
+        case GGML_TYPE_Q5_K: dot_rows<KQ5K>(w_row, a, a_stride, n_tok, nb, out, out_stride); break;
+        case GGML_TYPE_Q6_K: dot_rows<KQ6K>(w_row, a, a_stride, n_tok, nb, out, out_stride); break;
+        case GGML_TYPE_Q8_0: dot_rows<KQ8_0>(w_row, a, a_stride, n_tok, nb, out, out_stride); break;
+        case GGML_TYPE_Q4_0: dot_rows<KQ4_0>(w_row, a, a_stride, n_tok, nb, out, out_stride); break;
+        default: break;  // validated by the dispatcher
+    }
+}
+
+// canon_dot_ref with lanes 0-15 in p0 and 16-31 in p1; the tail is masked so lanes without an
+// element are not touched (an extra +0 could turn a -0 partial into +0).
+float canon_dot_avx512(const float* a, const float* b, int64_t n) {
+    __m512 p0 = _mm512_setzero_ps(), p1 = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        p0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), p0);
+        p1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(b + i + 16), p1);
+    }
+    const int64_t r = n - i;
+    if (r > 0) {
+        const __mmask16 k0 = (__mmask16)(r >= 16 ? 0xffff : (1u << r) - 1u);
+        const __mmask16 k1 = (__mmask16)(r <= 16 ? 0 : (1u << (r - 16)) - 1u);
+        p0 = _mm512_mask3_fmadd_ps(_mm512_maskz_loadu_ps(k0, a + i), _mm512_maskz_loadu_ps(k0, b + i), p0, k0);
+        p1 = _mm512_mask3_fmadd_ps(_mm512_maskz_loadu_ps(k1, a + i + 16), _mm512_maskz_loadu_ps(k1, b + i + 16), p1, k1);
+    }
+    const __m512 q = _mm512_add_ps(p0, p1);  // s = 16
+    const __m256 r8 = _mm256_add_ps(_mm512_castps512_ps256(q), _mm512_extractf32x8_ps(q, 1));  // s = 8
+    __m128 x = _mm_add_ps(_mm256_castps256_ps128(r8), _mm256_extractf128_ps(r8, 1));           // s = 4
+    x = _mm_add_ps(x, _mm_movehl_ps(x, x));                                                      // s = 2
+    x = _mm_add_ss(x, _mm_shuffle_ps(x, x, 1));                                                  // s = 1
+    return _mm_cvtss_f32(x);
+}
+
+void quantize_q8k_avx512(const float* x, block_q8k* y, int64_t n) { quantize_q8k_x8(x, y, n); }
+
+}  // namespace
+
+const DotKernels kDotKernelsAvx512 = {"avx512vnni", dot_q8k_avx512, canon_dot_avx512, quantize_q8k_avx512};
+
+}  // namespace qwen3moe

@@ -1,0 +1,131 @@
+// dot-dispatch.cpp — the public quant.h entry points for the Q8K / f32 dots: argument checks
+// and the run-time choice of kernel table (AVX-512 VNNI > AVX2 > scalar, by
+// __builtin_cpu_supports). All tables return identical bits, so the choice only affects speed;
+// set_simd_level lets tests force each available level.
+#include <atomic>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+#include "quant/dot-kernels.h"
+#include "quant/quant.h"
+#include "runtime/errors.h"
+
+namespace qwen3moe {
+
+namespace {
+
+bool cpu_has_avx2() {
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+}
+
+bool cpu_has_avx512vnni() {
+    return cpu_has_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+           __builtin_cpu_supports("avx512vnni");
+}
+
+const DotKernels* best_kernels() {
+    if (cpu_has_avx512vnni()) return &kDotKernelsAvx512;
+    if (cpu_has_avx2()) return &kDotKernelsAvx2;
+    return &kDotKernelsRef;
+}
+
+std::atomic<const DotKernels*> g_kernels{nullptr};
+
+const DotKernels& kernels() {
+    const DotKernels* k = g_kernels.load(std::memory_order_acquire);
+    if (!k) {
+        k = best_kernels();
+        g_kernels.store(k, std::memory_order_release);
+    }
+    return *k;
+}
+
+void check_q8k_dot(const char* fn, uint32_t type, int64_t n) {
+    if (!type_has_q8k_dot(type))
+        throw UnsupportedType(std::string(fn) + ": no Q8K dot for tensor type " + ggml_type_name(type));
+    if (n < 0 || n % QK_K != 0)
+        throw std::invalid_argument(std::string(fn) + ": row length " + std::to_string(n) +
+                                    " is not a multiple of 256");
+}
+
+}  // namespace
+
+void quantize_row_q8k(const float* x, block_q8k* y, int64_t n) {
+    if (n < 0 || n % QK_K != 0)
+        throw std::invalid_argument("quantize_row_q8k: length " + std::to_string(n) + " is not a multiple of 256");
+    kernels().quantize_q8k(x, y, n);
+}
+
+bool type_has_q8k_dot(uint32_t type) {
+    switch (type) {
+        case GGML_TYPE_Q4_0:
+        case GGML_TYPE_Q8_0:
+        case GGML_TYPE_Q4_K:
+        case GGML_TYPE_Q5_K:
+        case GGML_TYPE_Q6_K:
+            return true;
+        default:
+            return false;
+    }
+}
+
+float vec_dot_q8k(uint32_t type, const void* w_row, const block_q8k* a, int64_t n) {
+    check_q8k_dot("vec_dot_q8k", type, n);
+    float out = 0.0f;
+    kernels().dot_q8k(type, w_row, a, 0, 1, n, &out, 0);
+    return out;
+}
+
+void vec_dot_q8k_multi(uint32_t type, const void* w_row, const block_q8k* a, int64_t a_stride_blocks,
+                       int n_tok, int64_t n, float* out, int64_t out_stride) {
+    check_q8k_dot("vec_dot_q8k_multi", type, n);
+    if (n_tok < 0) throw std::invalid_argument("vec_dot_q8k_multi: negative token count");
+    if (n_tok == 0) return;
+    kernels().dot_q8k(type, w_row, a, a_stride_blocks, n_tok, n, out, out_stride);
+}
+
+float canon_dot(const float* a, const float* b, int64_t n) {
+    if (n < 0) throw std::invalid_argument("canon_dot: negative length");
+    return kernels().canon_dot(a, b, n);
+}
+
+float vec_dot_f32act(uint32_t type, const void* w_row, const float* x, int64_t n, float* scratch) {
+    if (type == GGML_TYPE_F32) return canon_dot(static_cast<const float*>(w_row), x, n);
+    dequantize_row(type, w_row, scratch, n);  // validates type and n
+    return kernels().canon_dot(scratch, x, n);
+}
+
+const char* simd_level() { return kernels().name; }
+
+bool simd_level_available(const char* level) {
+    const std::string s = level ? level : "";
+    if (s == "auto" || s == "scalar") return true;
+    if (s == "avx2") return cpu_has_avx2();
+    if (s == "avx512vnni") return cpu_has_avx512vnni();
+    return false;
+}
+
+void set_simd_level(const char* level) {
+    const std::string s = level ? level : "";
+    const DotKernels* k = nullptr;
+    if (s == "auto") {
+        k = best_kernels();
+    } else if (s == "scalar") {
+        k = &kDotKernelsRef;
+    } else if (s == "avx2") {
+        if (!cpu_has_avx2()) throw std::invalid_argument("set_simd_level: this CPU lacks AVX2/FMA/F16C");
+        k = &kDotKernelsAvx2;
+    } else if (s == "avx512vnni") {
+        if (!cpu_has_avx512vnni())
+            throw std::invalid_argument("set_simd_level: this CPU lacks AVX-512 (F/BW/VL/DQ/VNNI)");
+        k = &kDotKernelsAvx512;
+    } else {
+        throw std::invalid_argument("set_simd_level: unknown level '" + s +
+                                    "' (expected auto, scalar, avx2 or avx512vnni)");
+    }
+    g_kernels.store(k, std::memory_order_release);
+}
+
+}  // namespace qwen3moe

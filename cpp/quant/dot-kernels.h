@@ -1,0 +1,32 @@
+// dot-kernels.h — internal: one table of Q8K/f32 dot kernels per instruction set.
+//
+// dot-ref.cpp (scalar reference), dot-avx2.cpp and dot-avx512.cpp each define one table; the
+// dispatcher (dot-dispatch.cpp) picks one at run time. Every table returns the same bits
+// (the canonical definitions in quant/dot-canon.h and ops/canon.h). Arguments are validated
+// by the dispatcher; kernels assume n % 256 == 0 and a supported type.
+#pragma once
+#include <cstdint>
+
+#include "quant/blocks.h"
+
+namespace qwen3moe {
+
+struct DotKernels {
+    const char* name;  // "scalar", "avx2", "avx512vnni"
+    // out[t * out_stride] = canonical dot of the weight row with a + t * a_stride (t < n_tok).
+    void (*dot_q8k)(uint32_t type, const void* w_row, const block_q8k* a, int64_t a_stride,
+                    int n_tok, int64_t n, float* out, int64_t out_stride);
+    // canonical 32-lane dot of two float vectors (any n >= 0)
+    float (*canon_dot)(const float* a, const float* b, int64_t n);
+    // the Q8K activation quantiser (n % 256 == 0)
+    void (*quantize_q8k)(const float* x, block_q8k* y, int64_t n);
+};
+
+extern const DotKernels kDotKernelsRef;
+extern const DotKernels kDotKernelsAvx2;
+extern const DotKernels kDotKernelsAvx512;
+
+// The scalar Q8K quantiser of one block (the definition; SIMD twins must match it).
+void quantize_block_q8k_ref(const float* x, block_q8k* y);
+
+}  // namespace qwen3moe
