@@ -63,8 +63,9 @@ def slab_layout(spec: TensorSpec) -> list[tuple[int, int, int]]:
     return [(e, r, min(rps, n_rows - r)) for e in range(n_mat) for r in range(0, n_rows, rps)]
 
 
-def _generate(config: ModelConfig, seed: int, spec: TensorSpec, k: int, rows: int,
-              outliers: np.ndarray) -> np.ndarray:
+def generate_slab(config: ModelConfig, seed: int, spec: TensorSpec, k: int, rows: int,
+                  outliers: np.ndarray) -> np.ndarray:
+    """Slab k of a tensor (`rows` rows of ne[0] values; 1-D for norms), float32."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, zlib.crc32(spec.name.encode()), k]))
     n = spec.ne[0]
     if spec.kind == "norm":
@@ -87,7 +88,7 @@ def iter_slabs(config: ModelConfig, seed: int, spec: TensorSpec,
     if outliers is None:
         outliers = outlier_channel_indices(config, seed)
     for k, (_, _, rows) in enumerate(slab_layout(spec)):
-        yield _generate(config, seed, spec, k, rows, outliers)
+        yield generate_slab(config, seed, spec, k, rows, outliers)
 
 
 class FloatTensors(Mapping):

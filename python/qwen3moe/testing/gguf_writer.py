@@ -251,6 +251,7 @@ _KEY_TYPES: list[tuple[str, Any]] = [
     ("tokenizer.ggml.scores", (ValueType.ARRAY, ValueType.FLOAT32)),
     ("tokenizer.ggml.merges", (ValueType.ARRAY, ValueType.STRING)),
     ("tokenizer.ggml.*_token_id", ValueType.UINT32),
+    ("tokenizer.ggml.token_type_count", ValueType.UINT32),
     ("tokenizer.ggml.add_*", ValueType.BOOL),
     ("tokenizer.ggml.remove_extra_whitespaces", ValueType.BOOL),
     ("tokenizer.chat_template", ValueType.STRING),

@@ -4,6 +4,7 @@ Design: resolve the config and tokenizer, build the tensor table and type assign
 before any byte is written), declare metadata in llama.cpp's key order and value types, then
 stream tensors through gguf_writer.GGUFWriter. Data modes:
   "float"  seeded float tensors (float_source) quantised slab by slab with qwen3moe.quant
+           on a thread pool (results written in file order, so bytes do not depend on it)
   "random" random valid blocks from per-type pools (random_blocks), no quantiser: fast for
            big presets; norms (and other small F32/F16/BF16 non-matrix tensors) still come
            from the float source so they stay near 1
@@ -12,13 +13,15 @@ stream tensors through gguf_writer.GGUFWriter. Data modes:
 from __future__ import annotations
 
 import os
+from collections import deque
+from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import numpy as np
 
 from . import gguf_writer as gw
-from .float_source import iter_slabs, outlier_channel_indices
+from .float_source import generate_slab, outlier_channel_indices, slab_layout
 from .presets import ARCH, DEFAULT_DATA, ModelConfig, TensorSpec, resolve_config, tensor_specs
 from .random_blocks import BlockPool
 from .recipes import assign_types, file_type
@@ -116,10 +119,27 @@ def _metadata(config: ModelConfig, ftype: int, tok_kv: dict[str, Any]) -> list[t
     return kv
 
 
-def _float_source(config: ModelConfig, seed: int, spec: TensorSpec, t: str, outliers) -> Callable:
+def _float_source(config: ModelConfig, seed: int, spec: TensorSpec, t: str, outliers,
+                  pool: Executor | None, depth: int) -> Callable:
+    """Chunks of a tensor from the float source: slabs generated and quantised on `pool`
+    threads (NumPy's generator and the quantisers release the GIL), `depth` slabs ahead,
+    yielded in file order."""
+    def job(k: int, rows: int) -> np.ndarray:
+        return encode_floats(generate_slab(config, seed, spec, k, rows, outliers), t)
+
     def chunks():
-        for slab in iter_slabs(config, seed, spec, outliers):
-            yield encode_floats(slab, t)
+        todo = iter(enumerate(slab_layout(spec)))
+        if pool is None:
+            for k, (_, _, rows) in todo:
+                yield job(k, rows)
+            return
+        ahead: deque = deque()
+        for k, (_, _, rows) in todo:
+            ahead.append(pool.submit(job, k, rows))
+            if len(ahead) >= depth:
+                yield ahead.popleft().result()
+        while ahead:
+            yield ahead.popleft().result()
 
     return chunks
 
@@ -164,12 +184,14 @@ def write_model(
         w.add(k, v)
 
     outliers = outlier_channel_indices(config, seed)
+    workers = max(1, min(os.cpu_count() or 1, 32))
+    executor = ThreadPoolExecutor(workers) if data == "float" and workers > 1 else None
     pools: dict[str, BlockPool] = {}
     for index, spec in enumerate(specs):
         t = assigned[spec.name]
         src: gw.DataSource = None
         if data == "float" or (data == "random" and spec.kind != "matrix" and t in ("F32", "F16", "BF16")):
-            src = _float_source(config, seed, spec, t, outliers)
+            src = _float_source(config, seed, spec, t, outliers, executor, 2 * workers)
         elif data == "random":
             if t not in pools:
                 pools[t] = BlockPool(t, seed)
@@ -177,15 +199,19 @@ def write_model(
             src = (lambda p=pools[t], n=nbytes, i=index: p.stream(n, i))
         w.add_tensor(spec.name, spec.ne, t, src)
 
-    if data == "sparse":
-        return w.write(sparse=True)
-    if progress is True:
-        from tqdm import tqdm
+    try:
+        if data == "sparse":
+            return w.write(sparse=True)
+        if progress is True:
+            from tqdm import tqdm
 
-        with tqdm(total=w.total_tensor_bytes(), unit="B", unit_scale=True, unit_divisor=1024,
-                  desc=os.path.basename(os.fspath(path))) as bar:
-            return w.write(progress=bar.update)
-    return w.write(progress=progress if callable(progress) else None)
+            with tqdm(total=w.total_tensor_bytes(), unit="B", unit_scale=True, unit_divisor=1024,
+                      desc=os.path.basename(os.fspath(path))) as bar:
+                return w.write(progress=bar.update)
+        return w.write(progress=progress if callable(progress) else None)
+    finally:
+        if executor is not None:
+            executor.shutdown(wait=True, cancel_futures=True)
 
 
 def model_tensor_types(preset_or_config: str | ModelConfig, types: str | Mapping[str, str] | None = "Q4_K_M",
