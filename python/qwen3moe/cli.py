@@ -2,7 +2,7 @@
 
     qwen3moe inspect [FILE]      tensor table and per-type totals of a GGUF file
     qwen3moe synth OUT ...       write a synthetic qwen3moe test model
-    qwen3moe run [-m FILE] ...   generate text (streamed)
+    qwen3moe run [-m FILE] ...   generate text, streamed (prompt or --chat)
 
 With no FILE, commands use the embedded default model (a small synthetic qwen3moe model,
 written once to the cache on first use). Bad arguments exit with code 2 and a one-line
@@ -101,9 +101,129 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_synth)
 
 
+# ---- run -------------------------------------------------------------------------------
+
+
+def _positive(kind):
+    def parse(text: str):
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}")
+        if v < 0:
+            raise argparse.ArgumentTypeError(f"must be >= 0: {text!r}")
+        return v
+
+    return parse
+
+
+def _load_for_cli(args: argparse.Namespace):
+    import time
+
+    from . import load
+
+    path = _default_model(args.model)
+    t0 = time.perf_counter()
+    model = load(path, device=args.device, n_ctx=args.ctx, threads=args.threads)
+    return model, time.perf_counter() - t0
+
+
+def _stream(model, prompt, args, out) -> dict:
+    for piece in model.generate(prompt, max_tokens=args.n, temperature=args.temp, top_k=args.top_k,
+                                top_p=args.top_p, min_p=args.min_p, seed=args.seed, stream=True):
+        out.write(piece)
+        out.flush()
+    return dict(model.last_stats or {})
+
+
+def _timing_line(load_s: float, st: dict) -> str:
+    pp = st.get("n_prompt", 0) / st["prompt_seconds"] if st.get("prompt_seconds") else 0.0
+    n_dec = max(st.get("n_gen", 0) - 1, 0)
+    tg = n_dec / st["gen_seconds"] if st.get("gen_seconds") else 0.0
+    return (f"[load {load_s:.2f} s | prompt {st.get('n_prompt', 0)} tokens, {pp:.1f} tok/s | "
+            f"generated {st.get('n_gen', 0)} tokens, {tg:.1f} tok/s]")
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    out = sys.stdout
+    model, load_s = _load_for_cli(args)
+    with model:
+        if not args.chat:
+            prompt = args.prompt if args.prompt is not None else "def fibonacci(n):"
+            out.write(prompt)
+            out.flush()
+            try:
+                st = _stream(model, prompt, args, out)
+            except KeyboardInterrupt:
+                st = dict(model.last_stats or {})
+                out.write("\n[interrupted]")
+            out.write("\n")
+            print(_timing_line(load_s, st), file=sys.stderr)
+            return 0
+        messages: list[dict] = []
+        print("chat mode: type a message; /exit or Ctrl-D to quit", file=sys.stderr)
+        while True:
+            try:
+                user = input("> ")
+            except (EOFError, KeyboardInterrupt):
+                print(file=sys.stderr)
+                return 0
+            if user.strip() in ("/exit", "/quit"):
+                return 0
+            if not user.strip():
+                continue
+            messages.append({"role": "user", "content": user})
+            prompt = model.apply_chat_template(messages, add_generation_prompt=True)
+            reply = []
+
+            class _Tee:
+                def write(self, s: str) -> None:
+                    reply.append(s)
+                    out.write(s)
+
+                def flush(self) -> None:
+                    out.flush()
+
+            try:
+                st = _stream(model, prompt, args, _Tee())
+            except KeyboardInterrupt:
+                st = dict(model.last_stats or {})
+                out.write(" [interrupted]")
+            out.write("\n")
+            print(_timing_line(load_s, st), file=sys.stderr)
+            messages.append({"role": "assistant", "content": "".join(reply)})
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-m", "--model", default=None, help="GGUF file (default: the embedded default model)")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="backend (default: cpu)")
+    p.add_argument("-c", "--ctx", type=int, default=4096, help="context size in tokens (default: 4096)")
+    p.add_argument("-t", "--threads", type=int, default=None, help="CPU threads (default: all)")
+
+
+def _add_run(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "run",
+        help="generate text, streamed (plain prompt or multi-turn chat)",
+        description="Generate text with a qwen3moe model, streaming it as it is produced, then print a "
+        "timing line (load, prompt tok/s, decode tok/s) to stderr. Ctrl-C stops generation cleanly.",
+    )
+    _add_model_args(p)
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("-p", "--prompt", default=None, help="prompt text (default: 'def fibonacci(n):')")
+    g.add_argument("--chat", action="store_true", help="interactive chat with the file's chat template (/exit quits)")
+    p.add_argument("-n", type=_positive(int), default=64, help="max tokens to generate (default: 64)")
+    p.add_argument("--temp", type=_positive(float), default=0.0, help="temperature; 0 = greedy (default: 0)")
+    p.add_argument("--top-k", type=_positive(int), default=0, help="top-k cut; 0 = off (default: 0)")
+    p.add_argument("--top-p", type=float, default=1.0, help="nucleus cut in (0, 1] (default: 1)")
+    p.add_argument("--min-p", type=_positive(float), default=0.0, help="min-p cut in [0, 1] (default: 0)")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed; same seed, same tokens (default: 0)")
+    p.set_defaults(func=_cmd_run)
+
+
 # ---- main ------------------------------------------------------------------------------
 
-_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_inspect, _add_synth]
+_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_run, _add_inspect, _add_synth]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -193,6 +193,7 @@ class Model:
         self.threads = int(self._core.threads)
         self._tokenizer = None
         self._metadata: dict | None = None
+        self.last_stats: dict | None = None  # timing of the last generate()
 
     # -- state -------------------------------------------------------------------------------
 
@@ -295,7 +296,8 @@ class Model:
         gives the same tokens). Stops after max_tokens, at an end-of-generation token, at the
         first stop string (the text before it is returned), or when the context is full.
         Returns the text, or with stream=True an iterator of text pieces whose concatenation
-        is that text.
+        is that text. Afterwards `last_stats` holds n_prompt, prompt_seconds (prompt + first
+        token), n_gen and gen_seconds.
         """
         self._live()
         if isinstance(prompt_or_ids, str):
@@ -329,11 +331,17 @@ class Model:
         eog = set(int(i) for i in tok.eog_ids)
         dec = IncrementalDecoder(tok)
         core.reset()
+        stats = self.last_stats = {"n_prompt": int(ids.size), "prompt_seconds": 0.0, "n_gen": 0, "gen_seconds": 0.0}
         if max_tokens == 0:
             return
         pending = ""  # decoded text not yet yielded (held back while it may start a stop string)
+        t0 = time.perf_counter()
         nxt = core.step(ids, temperature, top_k, top_p, min_p, seed, 0)
+        t1 = time.perf_counter()
+        stats["prompt_seconds"] = t1 - t0
         for i in range(max_tokens):
+            stats["n_gen"] = i + 1
+            stats["gen_seconds"] = time.perf_counter() - t1
             if nxt in eog:
                 break
             pending += dec.feed(nxt)
