@@ -3,6 +3,8 @@
     qwen3moe inspect [FILE]      tensor table and per-type totals of a GGUF file
     qwen3moe synth OUT ...       write a synthetic qwen3moe test model
     qwen3moe run [-m FILE] ...   generate text, streamed (prompt or --chat)
+    qwen3moe parity [-m FILE]    CPU vs CUDA (or vs the float reference) per layer and stage
+    qwen3moe bench [-m FILE]     llama-bench-style pp/tg throughput
 
 With no FILE, commands use the embedded default model (a small synthetic qwen3moe model,
 written once to the cache on first use). Bad arguments exit with code 2 and a one-line
@@ -221,9 +223,146 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_run)
 
 
+# ---- parity ----------------------------------------------------------------------------
+
+
+def _cmd_parity(args: argparse.Namespace) -> int:
+    import json
+
+    import numpy as np
+
+    from . import compare, cuda_available, load
+    from .stages import ALL_STAGES
+
+    path = _default_model(args.model)
+    stages = args.stages.split(",") if args.stages else list(ALL_STAGES)
+    unknown = [s for s in stages if s not in ALL_STAGES]
+    if unknown:
+        raise ValueError(f"unknown stage(s) {unknown}; valid: {', '.join(ALL_STAGES)}")
+    use_gpu = cuda_available() and not args.cpu_only
+    a = load(path, device="cpu", n_ctx=args.ctx, activations="q8", threads=args.threads)
+    if use_gpu:
+        b = load(path, device="cuda", n_ctx=args.ctx, activations="q8")
+        title = "CPU (q8) vs CUDA (q8): the numerics contract says bit-identical"
+    else:
+        b = load(path, device="cpu", n_ctx=args.ctx, activations="f32", threads=args.threads)
+        why = "no usable CUDA GPU" if not args.cpu_only else "--cpu-only"
+        title = (f"{why}: CPU q8 engine vs the float reference (activations='f32'); "
+                 "differences are the documented 8-bit activation noise")
+    toks = a.tokenize(args.prompt, special=True)
+    ra = a.forward(toks, capture=stages, logits="all")
+    rb = b.forward(toks, capture=stages, logits="all")
+    cmp = compare(ra.captures, rb.captures)
+    argmax_a = np.argmax(ra.logits, axis=-1)
+    argmax_b = np.argmax(rb.logits, axis=-1)
+    agree = int(np.sum(argmax_a == argmax_b))
+    if args.json:
+        print(json.dumps({"title": title, "model": path, "n_tokens": len(toks), "rows": cmp.to_list(),
+                          "min_cosine": cmp.min_cosine, "n_diff": cmp.n_diff,
+                          "routers_agree": cmp.routers_agree, "argmax_agree": agree}, indent=1))
+    else:
+        print(title)
+        print(f"model: {path}   prompt: {len(toks)} tokens")
+        print(cmp)
+        bad = [r for r in cmp if r.sets_equal is False]
+        routers = ("router top-k sets agree at every layer" if not bad else
+                   "router top-k sets differ at layer(s) " +
+                   ", ".join(f"{r.layer} (first token {r.first_diff_token})" for r in bad))
+        print(f"{routers}; argmax agrees at {agree}/{len(toks)} positions")
+    if args.plot:
+        _plot_parity(cmp, args.plot, title)
+    return 0
+
+
+def _plot_parity(cmp, out: str, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(10, 5))
+    by_stage: dict = {}
+    for r in cmp:
+        if r.layer is not None and r.sets_equal is None:
+            by_stage.setdefault(r.stage, []).append((r.layer, 1.0 - r.cosine))
+    for stage, pts in by_stage.items():
+        pts.sort()
+        ax.plot([p[0] for p in pts], [max(p[1], 1e-16) for p in pts], marker=".", label=stage)
+    ax.set_yscale("log")
+    ax.set_xlabel("layer")
+    ax.set_ylabel("1 - cosine (floor 1e-16 = identical)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=6, ncol=3)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+
+
+def _add_parity(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "parity",
+        help="per-layer, per-stage comparison of CPU and CUDA (or CPU and the float reference)",
+        description="Run one prompt through two engines and compare every captured stage of every "
+        "layer: cosine, max |diff|, relative L2, differing elements, router and argmax agreement. "
+        "With a GPU: CPU vs CUDA. Without one: the CPU q8 engine vs the float reference (f32 mode).",
+    )
+    _add_model_args(p)
+    p.add_argument("--prompt", default="def fibonacci(n):\n    return n if n < 2 else fibonacci(n - 1) + fibonacci(n - 2)",
+                   help="prompt text")
+    p.add_argument("--stages", default=None, help="comma-separated stage names (default: all)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--plot", default=None, metavar="FILE.png", help="also plot 1-cos per layer and stage")
+    p.add_argument("--cpu-only", action="store_true", help="compare against the float reference even with a GPU")
+    p.set_defaults(func=_cmd_parity)
+
+
+# ---- bench -----------------------------------------------------------------------------
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        vals = [int(x) for x in text.split(",") if x != ""]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
+    if not vals or any(v < 0 for v in vals):
+        raise argparse.ArgumentTypeError(f"expected non-negative integers, got {text!r}")
+    return vals
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import format_results, run_bench, to_json
+
+    need = max(args.depth) + max(max(args.p), max(args.n))
+    from . import load
+
+    path = _default_model(args.model)
+    model = load(path, device=args.device, n_ctx=max(args.ctx, need), threads=args.threads)
+    with model:
+        res = run_bench(model, n_prompt=args.p, n_gen=args.n, depths=args.depth, repetitions=args.r,
+                        progress=None if args.json else (lambda m: print(m, file=sys.stderr)))
+    print(to_json(res) if args.json else format_results(res))
+    return 0
+
+
+def _add_bench(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "bench",
+        help="llama-bench-style prompt (pp) and generation (tg) throughput",
+        description="Benchmark prompt processing (pp) and token generation (tg), optionally after a "
+        "filled context (--depth). One warm-up run, then -r timed runs; mean ± std tok/s. "
+        "JSON output uses llama-bench's field names.",
+    )
+    _add_model_args(p)
+    p.add_argument("-p", type=_int_list, default=[512], help="prompt sizes, comma-separated (default: 512)")
+    p.add_argument("-n", type=_int_list, default=[128], help="generation lengths, comma-separated (default: 128)")
+    p.add_argument("--depth", type=_int_list, default=[0], help="context depths, comma-separated (default: 0)")
+    p.add_argument("-r", type=int, default=5, help="timed repetitions (default: 5)")
+    p.add_argument("--json", action="store_true", help="print JSON (llama-bench fields)")
+    p.set_defaults(func=_cmd_bench)
+
+
 # ---- main ------------------------------------------------------------------------------
 
-_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_run, _add_inspect, _add_synth]
+_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_run, _add_parity, _add_bench, _add_inspect, _add_synth]
 
 
 def build_parser() -> argparse.ArgumentParser:
