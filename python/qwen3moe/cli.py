@@ -226,6 +226,16 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
 # ---- parity ----------------------------------------------------------------------------
 
 
+def _stage_list(text: str) -> list[str]:
+    from .stages import ALL_STAGES
+
+    stages = [s for s in text.split(",") if s]
+    unknown = [s for s in stages if s not in ALL_STAGES]
+    if unknown or not stages:
+        raise argparse.ArgumentTypeError(f"unknown stage(s) {unknown}; valid: {', '.join(ALL_STAGES)}")
+    return stages
+
+
 def _cmd_parity(args: argparse.Namespace) -> int:
     import json
 
@@ -235,10 +245,7 @@ def _cmd_parity(args: argparse.Namespace) -> int:
     from .stages import ALL_STAGES
 
     path = _default_model(args.model)
-    stages = args.stages.split(",") if args.stages else list(ALL_STAGES)
-    unknown = [s for s in stages if s not in ALL_STAGES]
-    if unknown:
-        raise ValueError(f"unknown stage(s) {unknown}; valid: {', '.join(ALL_STAGES)}")
+    stages = args.stages or list(ALL_STAGES)
     use_gpu = cuda_available() and not args.cpu_only
     a = load(path, device="cpu", n_ctx=args.ctx, activations="q8", threads=args.threads)
     if use_gpu:
@@ -308,7 +315,7 @@ def _add_parity(sub: argparse._SubParsersAction) -> None:
     _add_model_args(p)
     p.add_argument("--prompt", default="def fibonacci(n):\n    return n if n < 2 else fibonacci(n - 1) + fibonacci(n - 2)",
                    help="prompt text")
-    p.add_argument("--stages", default=None, help="comma-separated stage names (default: all)")
+    p.add_argument("--stages", type=_stage_list, default=None, help="comma-separated stage names (default: all)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--plot", default=None, metavar="FILE.png", help="also plot 1-cos per layer and stage")
     p.add_argument("--cpu-only", action="store_true", help="compare against the float reference even with a GPU")
