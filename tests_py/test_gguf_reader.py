@@ -280,7 +280,7 @@ def test_format_table_coder30b_layout(tmp_path):
     row = next(line for line in text.splitlines() if line.startswith("blk.0.ffn_down_exps.weight"))
     assert row.split()[1:] == ["Q6_K", "768", "x", "2048", "x", "128", f"{165150720 / 2**20:.2f}"]
     total = next(line for line in text.splitlines() if line.startswith("total"))
-    assert total.split() == ["total", "579", "17.28"]
+    assert total.split() == ["total", "579", f"{info.total_bytes / 2**20:.2f}", "17.28"]
 
 
 def test_format_table_small():

@@ -17,6 +17,7 @@ from __future__ import annotations
 from . import _core
 from ._core import GGUFError, OutOfMemoryError, UnsupportedTypeError
 from .compare import compare  # binds the function over the submodule of the same name
+from .model import load, Model
 
 __version__ = "0.1.0"
 

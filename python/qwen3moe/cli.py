@@ -2,7 +2,9 @@
 
     qwen3moe inspect [FILE]      tensor table and per-type totals of a GGUF file
     qwen3moe synth OUT ...       write a synthetic qwen3moe test model
-    qwen3moe run [-m FILE] ...   generate text (streamed)
+    qwen3moe run [-m FILE] ...   generate text, streamed (prompt or --chat)
+    qwen3moe parity [-m FILE]    CPU vs CUDA (or vs the float reference) per layer and stage
+    qwen3moe bench [-m FILE]     llama-bench-style pp/tg throughput
 
 With no FILE, commands use the embedded default model (a small synthetic qwen3moe model,
 written once to the cache on first use). Bad arguments exit with code 2 and a one-line
@@ -101,9 +103,273 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_synth)
 
 
+# ---- run -------------------------------------------------------------------------------
+
+
+def _positive(kind):
+    def parse(text: str):
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}")
+        if v < 0:
+            raise argparse.ArgumentTypeError(f"must be >= 0: {text!r}")
+        return v
+
+    return parse
+
+
+def _load_for_cli(args: argparse.Namespace):
+    import time
+
+    from . import load
+
+    path = _default_model(args.model)
+    t0 = time.perf_counter()
+    model = load(path, device=args.device, n_ctx=args.ctx, threads=args.threads)
+    return model, time.perf_counter() - t0
+
+
+def _stream(model, prompt, args, out) -> dict:
+    for piece in model.generate(prompt, max_tokens=args.n, temperature=args.temp, top_k=args.top_k,
+                                top_p=args.top_p, min_p=args.min_p, seed=args.seed, stream=True):
+        out.write(piece)
+        out.flush()
+    return dict(model.last_stats or {})
+
+
+def _timing_line(load_s: float, st: dict) -> str:
+    pp = st.get("n_prompt", 0) / st["prompt_seconds"] if st.get("prompt_seconds") else 0.0
+    n_dec = max(st.get("n_gen", 0) - 1, 0)
+    tg = n_dec / st["gen_seconds"] if st.get("gen_seconds") else 0.0
+    return (f"[load {load_s:.2f} s | prompt {st.get('n_prompt', 0)} tokens, {pp:.1f} tok/s | "
+            f"generated {st.get('n_gen', 0)} tokens, {tg:.1f} tok/s]")
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    out = sys.stdout
+    model, load_s = _load_for_cli(args)
+    with model:
+        if not args.chat:
+            prompt = args.prompt if args.prompt is not None else "def fibonacci(n):"
+            out.write(prompt)
+            out.flush()
+            try:
+                st = _stream(model, prompt, args, out)
+            except KeyboardInterrupt:
+                st = dict(model.last_stats or {})
+                out.write("\n[interrupted]")
+            out.write("\n")
+            print(_timing_line(load_s, st), file=sys.stderr)
+            return 0
+        messages: list[dict] = []
+        print("chat mode: type a message; /exit or Ctrl-D to quit", file=sys.stderr)
+        while True:
+            try:
+                user = input("> ")
+            except (EOFError, KeyboardInterrupt):
+                print(file=sys.stderr)
+                return 0
+            if user.strip() in ("/exit", "/quit"):
+                return 0
+            if not user.strip():
+                continue
+            messages.append({"role": "user", "content": user})
+            prompt = model.apply_chat_template(messages, add_generation_prompt=True)
+            reply = []
+
+            class _Tee:
+                def write(self, s: str) -> None:
+                    reply.append(s)
+                    out.write(s)
+
+                def flush(self) -> None:
+                    out.flush()
+
+            try:
+                st = _stream(model, prompt, args, _Tee())
+            except KeyboardInterrupt:
+                st = dict(model.last_stats or {})
+                out.write(" [interrupted]")
+            out.write("\n")
+            print(_timing_line(load_s, st), file=sys.stderr)
+            messages.append({"role": "assistant", "content": "".join(reply)})
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-m", "--model", default=None, help="GGUF file (default: the embedded default model)")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="backend (default: cpu)")
+    p.add_argument("-c", "--ctx", type=int, default=4096, help="context size in tokens (default: 4096)")
+    p.add_argument("-t", "--threads", type=int, default=None, help="CPU threads (default: all)")
+
+
+def _add_run(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "run",
+        help="generate text, streamed (plain prompt or multi-turn chat)",
+        description="Generate text with a qwen3moe model, streaming it as it is produced, then print a "
+        "timing line (load, prompt tok/s, decode tok/s) to stderr. Ctrl-C stops generation cleanly.",
+    )
+    _add_model_args(p)
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("-p", "--prompt", default=None, help="prompt text (default: 'def fibonacci(n):')")
+    g.add_argument("--chat", action="store_true", help="interactive chat with the file's chat template (/exit quits)")
+    p.add_argument("-n", type=_positive(int), default=64, help="max tokens to generate (default: 64)")
+    p.add_argument("--temp", type=_positive(float), default=0.0, help="temperature; 0 = greedy (default: 0)")
+    p.add_argument("--top-k", type=_positive(int), default=0, help="top-k cut; 0 = off (default: 0)")
+    p.add_argument("--top-p", type=float, default=1.0, help="nucleus cut in (0, 1] (default: 1)")
+    p.add_argument("--min-p", type=_positive(float), default=0.0, help="min-p cut in [0, 1] (default: 0)")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed; same seed, same tokens (default: 0)")
+    p.set_defaults(func=_cmd_run)
+
+
+# ---- parity ----------------------------------------------------------------------------
+
+
+def _stage_list(text: str) -> list[str]:
+    from .stages import ALL_STAGES
+
+    stages = [s for s in text.split(",") if s]
+    unknown = [s for s in stages if s not in ALL_STAGES]
+    if unknown or not stages:
+        raise argparse.ArgumentTypeError(f"unknown stage(s) {unknown}; valid: {', '.join(ALL_STAGES)}")
+    return stages
+
+
+def _cmd_parity(args: argparse.Namespace) -> int:
+    import json
+
+    import numpy as np
+
+    from . import compare, cuda_available, load
+    from .stages import ALL_STAGES
+
+    path = _default_model(args.model)
+    stages = args.stages or list(ALL_STAGES)
+    use_gpu = cuda_available() and not args.cpu_only
+    a = load(path, device="cpu", n_ctx=args.ctx, activations="q8", threads=args.threads)
+    if use_gpu:
+        b = load(path, device="cuda", n_ctx=args.ctx, activations="q8")
+        title = "CPU (q8) vs CUDA (q8): the numerics contract says bit-identical"
+    else:
+        b = load(path, device="cpu", n_ctx=args.ctx, activations="f32", threads=args.threads)
+        why = "no usable CUDA GPU" if not args.cpu_only else "--cpu-only"
+        title = (f"{why}: CPU q8 engine vs the float reference (activations='f32'); "
+                 "differences are the documented 8-bit activation noise")
+    toks = a.tokenize(args.prompt, special=True)
+    ra = a.forward(toks, capture=stages, logits="all")
+    rb = b.forward(toks, capture=stages, logits="all")
+    cmp = compare(ra.captures, rb.captures)
+    argmax_a = np.argmax(ra.logits, axis=-1)
+    argmax_b = np.argmax(rb.logits, axis=-1)
+    agree = int(np.sum(argmax_a == argmax_b))
+    if args.json:
+        print(json.dumps({"title": title, "model": path, "n_tokens": len(toks), "rows": cmp.to_list(),
+                          "min_cosine": cmp.min_cosine, "n_diff": cmp.n_diff,
+                          "routers_agree": cmp.routers_agree, "argmax_agree": agree}, indent=1))
+    else:
+        print(title)
+        print(f"model: {path}   prompt: {len(toks)} tokens")
+        print(cmp)
+        bad = [r for r in cmp if r.sets_equal is False]
+        routers = ("router top-k sets agree at every layer" if not bad else
+                   "router top-k sets differ at layer(s) " +
+                   ", ".join(f"{r.layer} (first token {r.first_diff_token})" for r in bad))
+        print(f"{routers}; argmax agrees at {agree}/{len(toks)} positions")
+    if args.plot:
+        _plot_parity(cmp, args.plot, title)
+    return 0
+
+
+def _plot_parity(cmp, out: str, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(10, 5))
+    by_stage: dict = {}
+    for r in cmp:
+        if r.layer is not None and r.sets_equal is None:
+            by_stage.setdefault(r.stage, []).append((r.layer, 1.0 - r.cosine))
+    for stage, pts in by_stage.items():
+        pts.sort()
+        ax.plot([p[0] for p in pts], [max(p[1], 1e-16) for p in pts], marker=".", label=stage)
+    ax.set_yscale("log")
+    ax.set_xlabel("layer")
+    ax.set_ylabel("1 - cosine (floor 1e-16 = identical)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=6, ncol=3)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+
+
+def _add_parity(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "parity",
+        help="per-layer, per-stage comparison of CPU and CUDA (or CPU and the float reference)",
+        description="Run one prompt through two engines and compare every captured stage of every "
+        "layer: cosine, max |diff|, relative L2, differing elements, router and argmax agreement. "
+        "With a GPU: CPU vs CUDA. Without one: the CPU q8 engine vs the float reference (f32 mode).",
+    )
+    _add_model_args(p)
+    p.add_argument("--prompt", default="def fibonacci(n):\n    return n if n < 2 else fibonacci(n - 1) + fibonacci(n - 2)",
+                   help="prompt text")
+    p.add_argument("--stages", type=_stage_list, default=None, help="comma-separated stage names (default: all)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--plot", default=None, metavar="FILE.png", help="also plot 1-cos per layer and stage")
+    p.add_argument("--cpu-only", action="store_true", help="compare against the float reference even with a GPU")
+    p.set_defaults(func=_cmd_parity)
+
+
+# ---- bench -----------------------------------------------------------------------------
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        vals = [int(x) for x in text.split(",") if x != ""]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
+    if not vals or any(v < 0 for v in vals):
+        raise argparse.ArgumentTypeError(f"expected non-negative integers, got {text!r}")
+    return vals
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import format_results, run_bench, to_json
+
+    need = max(args.depth) + max(max(args.p), max(args.n))
+    from . import load
+
+    path = _default_model(args.model)
+    model = load(path, device=args.device, n_ctx=max(args.ctx, need), threads=args.threads)
+    with model:
+        res = run_bench(model, n_prompt=args.p, n_gen=args.n, depths=args.depth, repetitions=args.r,
+                        progress=None if args.json else (lambda m: print(m, file=sys.stderr)))
+    print(to_json(res) if args.json else format_results(res))
+    return 0
+
+
+def _add_bench(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "bench",
+        help="llama-bench-style prompt (pp) and generation (tg) throughput",
+        description="Benchmark prompt processing (pp) and token generation (tg), optionally after a "
+        "filled context (--depth). One warm-up run, then -r timed runs; mean ± std tok/s. "
+        "JSON output uses llama-bench's field names.",
+    )
+    _add_model_args(p)
+    p.add_argument("-p", type=_int_list, default=[512], help="prompt sizes, comma-separated (default: 512)")
+    p.add_argument("-n", type=_int_list, default=[128], help="generation lengths, comma-separated (default: 128)")
+    p.add_argument("--depth", type=_int_list, default=[0], help="context depths, comma-separated (default: 0)")
+    p.add_argument("-r", type=int, default=5, help="timed repetitions (default: 5)")
+    p.add_argument("--json", action="store_true", help="print JSON (llama-bench fields)")
+    p.set_defaults(func=_cmd_bench)
+
+
 # ---- main ------------------------------------------------------------------------------
 
-_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_inspect, _add_synth]
+_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_run, _add_parity, _add_bench, _add_inspect, _add_synth]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -124,7 +124,7 @@ def _shape_str(shape: tuple[int, ...]) -> str:
 
 def format_table(info: GGUFInfo) -> str:
     """The ``qwen3moe inspect`` report: header summary, one row per tensor (name, type,
-    shape in ne order, MiB), per-type totals (count, GiB) and the grand total."""
+    shape in ne order, MiB), per-type totals (count, MiB, GiB) and the grand total."""
     lines: list[str] = []
     if info.path:
         lines.append(f"file          {info.path}")
@@ -149,10 +149,10 @@ def format_table(info: GGUFInfo) -> str:
     lines.append("")
     counts = info.type_counts()
     tw = max([len("total")] + [len(n) for n in counts])
-    lines.append(f"{'type':<{tw}}  {'count':>6}  {'GiB':>9}")
+    lines.append(f"{'type':<{tw}}  {'count':>6}  {'MiB':>11}  {'GiB':>9}")
     for name, (count, nbytes) in counts.items():
-        lines.append(f"{name:<{tw}}  {count:>6}  {nbytes / _GIB:>9.2f}")
-    lines.append(f"{'total':<{tw}}  {len(info.tensors):>6}  {info.total_bytes / _GIB:>9.2f}")
+        lines.append(f"{name:<{tw}}  {count:>6}  {nbytes / _MIB:>11.2f}  {nbytes / _GIB:>9.2f}")
+    lines.append(f"{'total':<{tw}}  {len(info.tensors):>6}  {info.total_bytes / _MIB:>11.2f}  {info.total_bytes / _GIB:>9.2f}")
     summary = ", ".join(f"{count} {name}" for name, (count, _) in counts.items())
     lines.append(
         f"{len(info.tensors)} tensors" + (f": {summary}" if summary else "") + f", {info.total_bytes / _GIB:.2f} GiB"

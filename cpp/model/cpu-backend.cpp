@@ -1,0 +1,317 @@
+// CPU backend. Every op computes each output element from the canonical per-element
+// definition in cpp/ops (so thread count, batch size and chunking never change a bit);
+// parallelism is over rows of a weight, tokens, or (token, head) pairs.
+#include "model/cpu-backend.h"
+
+#include <cstring>
+#include <stdexcept>
+
+#include "ops/attention.h"
+#include "ops/canon.h"
+#include "ops/embed.h"
+#include "ops/moe-router.h"
+#include "ops/rms-norm.h"
+#include "ops/rope.h"
+#include "ops/swiglu.h"
+#include "quant/quant.h"
+
+namespace qwen3moe {
+
+CpuBackend::CpuBackend(const HParams& hp, ActMode mode, int n_ctx, int n_threads, const RopeTable& rope)
+    : hp_(hp), mode_(mode), n_ctx_(n_ctx), pool_(n_threads), rope_(rope),
+      kv_(hp.n_layer, n_ctx, hp.kv_dim(), mode == ActMode::q8),
+      kq_scale_(attention_kq_scale(hp.head_dim)) {
+    const int64_t E = hp.n_embd, Q = hp.q_dim(), KV = hp.kv_dim(), K = hp.n_expert_used;
+    const int64_t widths[(int)Act::count] = {
+        E, E, Q, KV, KV, Q, KV, Q, KV, Q, E, E,        // x .. ffn_inp
+        hp.n_expert, hp.n_expert, K, K,                // router
+        K * hp.n_ff_exp, K * hp.n_ff_exp, K * hp.n_ff_exp, K * E, E,  // experts, moe_out
+        hp.n_vocab,                                    // logits
+    };
+    for (int i = 0; i < (int)Act::count; ++i) width_[i] = widths[i];
+    int64_t mx = E;
+    if (Q > mx) mx = Q;
+    if (hp.n_ff_exp > mx) mx = hp.n_ff_exp;
+    scratch_stride_ = mx;
+    scratch_.assign((size_t)pool_.size() * mx, 0.0f);
+    attn_scratch_.assign((size_t)pool_.size() * (n_ctx + 2 * (int64_t)hp.head_dim), 0.0f);
+    grp_count_.assign(hp.n_expert, 0);
+    grp_off_.assign(hp.n_expert + 1, 0);
+    grp_active_.assign(hp.n_expert, 0);
+}
+
+size_t CpuBackend::scratch_bytes() const {
+    size_t b = (scratch_.size() + attn_scratch_.size()) * 4;
+    for (int i = 0; i < (int)Act::count; ++i) b += bufs_[i].size() * 4 + q8_[i].size() * sizeof(block_q8k);
+    b += (g_in_.size() + g_gate_.size() + g_up_.size() + g_act_.size() + g_down_.size()) * 4;
+    b += indices_.size() * 4;
+    b += (g_in_q8_.size() + g_act_q8_.size()) * sizeof(block_q8k);
+    return b;
+}
+
+void CpuBackend::ensure_capacity(int T) {
+    if (T <= cap_) return;
+    const int64_t cap = T;
+    const int64_t K = hp_.n_expert_used, E = hp_.n_embd, F = hp_.n_ff_exp;
+    tokens_.assign(cap, 0);
+    indices_.assign((size_t)(cap * K), 0);
+    for (int i = 0; i < (int)Act::count; ++i) {
+        // logits rows are allocated by lm_head on demand (vocab-wide rows are large)
+        if (i == (int)Act::logits || i == (int)Act::router_indices) continue;
+        bufs_[i].assign((size_t)(cap * width_[i]), 0.0f);
+    }
+    if (mode_ == ActMode::q8) {
+        for (Act a : {Act::norm, Act::attn_out})
+            if (width(a) % 256 == 0) q8_[(int)a].assign((size_t)(cap * width(a) / 256), block_q8k{});
+        if (E % 256 == 0) g_in_q8_.assign((size_t)(cap * K * E / 256), block_q8k{});
+        if (F % 256 == 0) g_act_q8_.assign((size_t)(cap * K * F / 256), block_q8k{});
+    }
+    grp_entry_.assign((size_t)(cap * K), 0);
+    grp_pos_.assign((size_t)(cap * K), 0);
+    g_in_.assign((size_t)(cap * K * E), 0.0f);
+    g_gate_.assign((size_t)(cap * K * F), 0.0f);
+    g_up_.assign((size_t)(cap * K * F), 0.0f);
+    g_act_.assign((size_t)(cap * K * F), 0.0f);
+    g_down_.assign((size_t)(cap * K * E), 0.0f);
+    cap_ = T;
+}
+
+void CpuBackend::begin_batch(const int32_t* tokens, int T, int pos0) {
+    if (T <= 0 || pos0 < 0 || pos0 + T > n_ctx_) throw std::logic_error("CpuBackend::begin_batch: bad batch");
+    ensure_capacity(T);
+    std::memcpy(tokens_.data(), tokens, sizeof(int32_t) * T);
+    T_ = T;
+    pos0_ = pos0;
+    for (bool& v : q8_valid_) v = false;
+}
+
+void CpuBackend::embed(const Tensor& token_embd, Act out) {
+    const WeightMatrix m = token_embd.matrix();
+    float* y = buf(out);
+    const int64_t w = width(out);
+    par(T_, T_ * w, [&](int64_t t0, int64_t t1, int) {
+        for (int64_t t = t0; t < t1; ++t) embed_token(m, tokens_[t], y + t * w);
+    });
+    invalidate(out);
+}
+
+void CpuBackend::rms_norm(Act in, const NormWeight& w, Act out) {
+    const float* x = buf(in);
+    float* y = buf(out);
+    const int64_t n = width(in);
+    const float eps = hp_.rms_eps;
+    par(T_, T_ * n * 2, [&](int64_t t0, int64_t t1, int) {
+        for (int64_t t = t0; t < t1; ++t) qwen3moe::rms_norm(x + t * n, w.w.data(), y + t * n, n, eps);
+    });
+    invalidate(out);
+}
+
+void CpuBackend::quantize(Act in) {
+    // Rule: activations entering quantised matmuls are quantised ONCE per token per input
+    // vector (quantize_row_q8k) and reused by every matrix reading them.
+    if (mode_ != ActMode::q8 || width(in) % 256 != 0 || q8_[(int)in].empty()) return;
+    quantize_rows_q8k(pool_, buf(in), width(in), T_, width(in), q8_[(int)in].data());
+    q8_valid_[(int)in] = true;
+}
+
+void CpuBackend::matvec_into(const WeightMatrix& w, int n_tok, const float* x, int64_t x_stride,
+                             const block_q8k* xq, int64_t xq_stride, float* y, int64_t y_stride) {
+    qwen3moe::matvec(pool_, w, n_tok, x, x_stride, xq, xq_stride, y, y_stride, mode_, scratch_.data(),
+                     scratch_stride_);
+}
+
+void CpuBackend::matvec(const Tensor& w, Act in, Act out) {
+    const WeightMatrix m = w.matrix();
+    const bool q8 = matvec_uses_q8(m.type, mode_);
+    if (q8 && !q8_valid_[(int)in]) throw std::logic_error("matvec of " + w.name + ": input has no q8 copy");
+    const int64_t win = width(in);
+    matvec_into(m, T_, buf(in), win, q8 ? q8_[(int)in].data() : nullptr, win / 256, buf(out), width(out));
+    invalidate(out);
+}
+
+void CpuBackend::qk_norm_rope_kv_append(int il, const NormWeight& q_norm, const NormWeight& k_norm) {
+    const int hd = hp_.head_dim, nh = hp_.n_head, nkv = hp_.n_head_kv;
+    const int64_t Q = hp_.q_dim(), KV = hp_.kv_dim();
+    const float eps = hp_.rms_eps;
+    par(T_, T_ * (Q + KV) * 4, [&](int64_t t0, int64_t t1, int) {
+        for (int64_t t = t0; t < t1; ++t) {
+            const int pos = pos0_ + (int)t;
+            const float* c = rope_.cos_row(pos);
+            const float* s = rope_.sin_row(pos);
+            for (int h = 0; h < nh; ++h) {
+                const int64_t o = t * Q + (int64_t)h * hd;
+                qwen3moe::rms_norm(buf(Act::q) + o, q_norm.w.data(), buf(Act::q_normed) + o, hd, eps);
+                rope_neox(buf(Act::q_normed) + o, buf(Act::q_rope) + o, hd, c, s);
+            }
+            for (int h = 0; h < nkv; ++h) {
+                const int64_t o = t * KV + (int64_t)h * hd;
+                qwen3moe::rms_norm(buf(Act::k) + o, k_norm.w.data(), buf(Act::k_normed) + o, hd, eps);
+                rope_neox(buf(Act::k_normed) + o, buf(Act::k_rope) + o, hd, c, s);
+            }
+            // Rule: KV cache holds K after rope and V (f16 in q8 mode, f32 in f32 mode).
+            kv_.store(il, pos, buf(Act::k_rope) + t * KV, buf(Act::v) + t * KV);
+        }
+    });
+    for (Act a : {Act::q_normed, Act::k_normed, Act::q_rope, Act::k_rope}) invalidate(a);
+}
+
+void CpuBackend::attention(int il) {
+    const int hd = hp_.head_dim, nh = hp_.n_head;
+    const int group = hp_.n_head / hp_.n_head_kv;
+    const int64_t Q = hp_.q_dim(), KV = hp_.kv_dim();
+    const void* kc = kv_.k_layer(il);
+    const void* vc = kv_.v_layer(il);
+    const bool f16 = kv_.is_f16();
+    const int64_t sstride = n_ctx_ + 2 * (int64_t)hd;
+    const int64_t work = (int64_t)T_ * nh * (pos0_ + T_) * hd * 2;
+    par((int64_t)T_ * nh, work, [&](int64_t i0, int64_t i1, int tid) {
+        float* base = attn_scratch_.data() + tid * sstride;
+        AttnScratch sc{base, base + n_ctx_, base + n_ctx_ + hd};
+        for (int64_t i = i0; i < i1; ++i) {
+            const int64_t t = i / nh;
+            const int h = (int)(i % nh);
+            const int g = h / group;  // Rule: kv head g = h / (n_head / n_head_kv)
+            const int n_kv = pos0_ + (int)t + 1;  // keys 0..p
+            attention_head(buf(Act::q_rope) + t * Q + (int64_t)h * hd, kc, vc, f16, KV, (int64_t)g * hd, n_kv, hd,
+                           kq_scale_, buf(Act::attn_out) + t * Q + (int64_t)h * hd, sc);
+        }
+    });
+    invalidate(Act::attn_out);
+}
+
+void CpuBackend::add(Act a, Act b, Act out) {
+    const int64_t n = (int64_t)T_ * width(out);
+    const float* x = buf(a);
+    const float* y = buf(b);
+    float* z = buf(out);
+    for (int64_t i = 0; i < n; ++i) z[i] = x[i] + y[i];  // Rule: residual = x + y (one rounding)
+    invalidate(out);
+}
+
+void CpuBackend::router_topk() {
+    const int ne = hp_.n_expert, k = hp_.n_expert_used;
+    const float* l = buf(Act::router_logits);
+    float* p = buf(Act::router_probs);
+    int32_t* idx = indices();
+    float* w = buf(Act::router_weights);
+    for (int t = 0; t < T_; ++t) moe_router(l + (int64_t)t * ne, ne, k, p + (int64_t)t * ne, idx + (int64_t)t * k, w + (int64_t)t * k);
+}
+
+void CpuBackend::moe_experts(const Tensor& gate_exps, const Tensor& up_exps, const Tensor& down_exps, Act in) {
+    const int K = hp_.n_expert_used, NE = hp_.n_expert;
+    const int64_t E = hp_.n_embd, F = hp_.n_ff_exp;
+    const int32_t* idx = indices();
+    const int n_ent = T_ * K;
+
+    // 1. group entries (t, r) by expert (counting sort, ascending t then r inside a group)
+    std::fill(grp_count_.begin(), grp_count_.end(), 0);
+    for (int i = 0; i < n_ent; ++i) grp_count_[idx[i]]++;
+    int n_active = 0;
+    grp_off_[0] = 0;
+    for (int e = 0; e < NE; ++e) {
+        grp_off_[e + 1] = grp_off_[e] + grp_count_[e];
+        if (grp_count_[e]) grp_active_[n_active++] = e;
+    }
+    std::fill(grp_count_.begin(), grp_count_.end(), 0);
+    for (int i = 0; i < n_ent; ++i) {
+        const int e = idx[i];
+        const int pos = grp_off_[e] + grp_count_[e]++;
+        grp_entry_[pos] = i;
+        grp_pos_[i] = pos;
+    }
+
+    // 2. gather the input rows (f32 and, in q8 mode, the q8 copy made once by quantize())
+    const bool gu_q8 = matvec_uses_q8(gate_exps.type, mode_) || matvec_uses_q8(up_exps.type, mode_);
+    const bool gu_f32 = !matvec_uses_q8(gate_exps.type, mode_) || !matvec_uses_q8(up_exps.type, mode_);
+    if (gu_q8 && !q8_valid_[(int)in]) throw std::logic_error("moe_experts: input has no q8 copy");
+    const int64_t nbE = E / 256;
+    for (int p = 0; p < n_ent; ++p) {
+        const int t = grp_entry_[p] / K;
+        if (gu_f32) std::memcpy(g_in_.data() + p * E, buf(in) + t * E, sizeof(float) * E);
+        if (gu_q8) std::memcpy(g_in_q8_.data() + p * nbE, q8_[(int)in].data() + t * nbE, sizeof(block_q8k) * nbE);
+    }
+
+    // 3. gate and up: work items (active expert, row); each expert's rows read once for its
+    //    whole token group (multi-token dot).
+    const block_q8k* gin_q8 = gu_q8 ? g_in_q8_.data() : nullptr;
+    auto run_rows = [&](const Tensor& W, int64_t rows_per_expert, const float* xin, int64_t xs,
+                        const block_q8k* xq, int64_t xqs, float* out, int64_t ys, int64_t i0, int64_t i1, float* scratch) {
+        int64_t i = i0;
+        while (i < i1) {
+            const int a = (int)(i / rows_per_expert);
+            const int64_t r0 = i % rows_per_expert;
+            int64_t r1 = rows_per_expert;
+            if (i1 - i < r1 - r0) r1 = r0 + (i1 - i);
+            const int e = grp_active_[a];
+            const int off = grp_off_[e], cnt = grp_off_[e + 1] - grp_off_[e];
+            matvec_rows(W.matrix(e), r0, r1, cnt, xin ? xin + off * xs : nullptr, xs,
+                        xq ? xq + off * xqs : nullptr, xqs, out + off * ys, ys, mode_, scratch);
+            i += r1 - r0;
+        }
+    };
+    par((int64_t)n_active * F, (int64_t)n_ent * F * E * 2, [&](int64_t i0, int64_t i1, int tid) {
+        float* scr = scratch_.data() + tid * scratch_stride_;
+        run_rows(gate_exps, F, g_in_.data(), E, gin_q8, nbE, g_gate_.data(), F, i0, i1, scr);
+        run_rows(up_exps, F, g_in_.data(), E, gin_q8, nbE, g_up_.data(), F, i0, i1, scr);
+    });
+
+    // 4. SwiGLU per entry, then its q8 copy (the down projection's input, quantised once)
+    const bool d_q8 = matvec_uses_q8(down_exps.type, mode_);
+    const int64_t nbF = F / 256;
+    par(n_ent, (int64_t)n_ent * F * 16, [&](int64_t p0, int64_t p1, int) {
+        for (int64_t p = p0; p < p1; ++p) {
+            swiglu(g_gate_.data() + p * F, g_up_.data() + p * F, g_act_.data() + p * F, F);
+            if (d_q8) quantize_row_q8k(g_act_.data() + p * F, g_act_q8_.data() + p * nbF, F);
+        }
+    });
+
+    // 5. down: work items (active expert, output row)
+    par((int64_t)n_active * E, (int64_t)n_ent * F * E, [&](int64_t i0, int64_t i1, int tid) {
+        float* scr = scratch_.data() + tid * scratch_stride_;
+        run_rows(down_exps, E, g_act_.data(), F, d_q8 ? g_act_q8_.data() : nullptr, nbF, g_down_.data(), E, i0, i1, scr);
+    });
+
+    // 6. scatter to rank order and combine: moe[d] = +0.0f; for r: moe[d] = canon_fma(w_r, y_r[d], moe[d])
+    const float* wts = buf(Act::router_weights);
+    par(T_, (int64_t)T_ * K * (E + 3 * F), [&](int64_t t0, int64_t t1, int) {
+        for (int64_t t = t0; t < t1; ++t) {
+            float* moe = buf(Act::moe_out) + t * E;
+            for (int64_t d = 0; d < E; ++d) moe[d] = 0.0f;
+            for (int r = 0; r < K; ++r) {
+                const int64_t p = grp_pos_[t * K + r];
+                const int64_t dst = t * K + r;
+                std::memcpy(buf(Act::expert_gate) + dst * F, g_gate_.data() + p * F, sizeof(float) * F);
+                std::memcpy(buf(Act::expert_up) + dst * F, g_up_.data() + p * F, sizeof(float) * F);
+                std::memcpy(buf(Act::expert_swiglu) + dst * F, g_act_.data() + p * F, sizeof(float) * F);
+                const float* y = g_down_.data() + p * E;
+                std::memcpy(buf(Act::expert_out) + dst * E, y, sizeof(float) * E);
+                const float w = wts[t * K + r];
+                for (int64_t d = 0; d < E; ++d) moe[d] = canon_fma(w, y[d], moe[d]);
+            }
+        }
+    });
+    for (Act a : {Act::expert_gate, Act::expert_up, Act::expert_swiglu, Act::expert_out, Act::moe_out}) invalidate(a);
+}
+
+void CpuBackend::lm_head(const Tensor& w, Act in, Rows rows) {
+    const WeightMatrix m = w.matrix();
+    std::vector<float>& lb = bufs_[(int)Act::logits];
+    const size_t need = (size_t)rows.n * (size_t)width(Act::logits);
+    if (lb.size() < need) lb.assign(need, 0.0f);  // grows once per larger row count
+    const bool q8 = matvec_uses_q8(m.type, mode_);
+    if (q8 && !q8_valid_[(int)in]) throw std::logic_error("lm_head: input has no q8 copy");
+    const int64_t win = width(in);
+    matvec_into(m, rows.n, buf(in) + (int64_t)rows.r0 * win, win,
+                q8 ? q8_[(int)in].data() + (int64_t)rows.r0 * (win / 256) : nullptr, win / 256, lb.data(),
+                width(Act::logits));
+}
+
+void CpuBackend::copy_to_host(Act a, Rows rows, void* dst) {
+    const int64_t w = width(a);
+    if (a == Act::router_indices)
+        std::memcpy(dst, indices() + (int64_t)rows.r0 * w, sizeof(int32_t) * (size_t)(rows.n * w));
+    else
+        std::memcpy(dst, buf(a) + (int64_t)rows.r0 * w, sizeof(float) * (size_t)(rows.n * w));
+}
+
+}  // namespace qwen3moe

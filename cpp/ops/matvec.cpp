@@ -1,0 +1,77 @@
+// The matvec rule, single-token and multi-token, threaded over rows.
+#include "ops/matvec.h"
+
+#include "ops/canon.h"
+#include "quant/quant.h"
+#include "runtime/thread-pool.h"
+
+namespace qwen3moe {
+
+bool is_float_type(uint32_t type) {
+    return type == GGML_TYPE_F32 || type == GGML_TYPE_F16 || type == GGML_TYPE_BF16;
+}
+
+bool matvec_uses_q8(uint32_t type, ActMode mode) { return mode == ActMode::q8 && !is_float_type(type); }
+
+float matvec_one(const WeightMatrix& w, int64_t r, const float* x, const block_q8k* xq, ActMode mode,
+                 float* scratch) {
+    // Rule: float weight -> vec_dot_f32act(row, x); quantised weight -> q8 mode:
+    // vec_dot_q8k(row, q8(x)), f32 mode: vec_dot_f32act(row, x).
+    if (matvec_uses_q8(w.type, mode)) return vec_dot_q8k(w.type, w.row(r), xq, w.n_cols);
+    return vec_dot_f32act(w.type, w.row(r), x, w.n_cols, scratch);
+}
+
+void matvec_rows(const WeightMatrix& w, int64_t r0, int64_t r1, int n_tok, const float* x,
+                 int64_t x_stride, const block_q8k* xq, int64_t xq_stride, float* y,
+                 int64_t y_stride, ActMode mode, float* scratch) {
+    const int64_t n = w.n_cols;
+    if (matvec_uses_q8(w.type, mode)) {
+        // vec_dot_q8k_multi: bit-identical to vec_dot_q8k per token (quant contract).
+        for (int64_t r = r0; r < r1; ++r)
+            vec_dot_q8k_multi(w.type, w.row(r), xq, xq_stride, n_tok, n, y + r, y_stride);
+        return;
+    }
+    if (n_tok == 1) {
+        for (int64_t r = r0; r < r1; ++r) y[r] = vec_dot_f32act(w.type, w.row(r), x, n, scratch);
+        return;
+    }
+    // vec_dot_f32act(row, x) is defined as canon_dot(dequantised row, x): dequantise each row
+    // once and dot it with every token (tests check the equality with vec_dot_f32act).
+    for (int64_t r = r0; r < r1; ++r) {
+        const float* rowf;
+        if (w.type == GGML_TYPE_F32) {
+            rowf = reinterpret_cast<const float*>(w.row(r));
+        } else {
+            dequantize_row(w.type, w.row(r), scratch, n);
+            rowf = scratch;
+        }
+        for (int t = 0; t < n_tok; ++t) y[t * y_stride + r] = canon_dot(rowf, x + t * x_stride, n);
+    }
+}
+
+void matvec(ThreadPool& pool, const WeightMatrix& w, int n_tok, const float* x, int64_t x_stride,
+            const block_q8k* xq, int64_t xq_stride, float* y, int64_t y_stride, ActMode mode,
+            float* scratch, int64_t scratch_stride) {
+    if (w.n_rows * w.n_cols * n_tok < kSerialWork) {  // too small to be worth a pool round trip
+        matvec_rows(w, 0, w.n_rows, n_tok, x, x_stride, xq, xq_stride, y, y_stride, mode, scratch);
+        return;
+    }
+    pool.parallel_for_indexed(w.n_rows, [&](int64_t r0, int64_t r1, int tid) {
+        matvec_rows(w, r0, r1, n_tok, x, x_stride, xq, xq_stride, y, y_stride, mode,
+                    scratch + tid * scratch_stride);
+    });
+}
+
+void quantize_rows_q8k(ThreadPool& pool, const float* x, int64_t x_stride, int n_tok, int64_t n,
+                       block_q8k* y) {
+    const int64_t nb = n / 256;
+    if (n_tok * n < kSerialWork) {
+        for (int t = 0; t < n_tok; ++t) quantize_row_q8k(x + t * x_stride, y + t * nb, n);
+        return;
+    }
+    pool.parallel_for(n_tok, [&](int64_t t0, int64_t t1) {
+        for (int64_t t = t0; t < t1; ++t) quantize_row_q8k(x + t * x_stride, y + t * nb, n);
+    });
+}
+
+}  // namespace qwen3moe

@@ -1,0 +1,69 @@
+// Thread pool: persistent workers and a static-partition parallel_for.
+//
+// parallel_for(n, fn) splits [0, n) into size() contiguous chunks, chunk i = [n*i/P, n*(i+1)/P),
+// runs chunk 0 on the calling thread and chunk i on worker i, and returns when all are done.
+// The partition depends only on n and the thread count, and every op in this engine computes
+// each output element independently of which chunk it lands in, so results never depend on the
+// thread count. The callable is passed by reference without type erasure into a heap object:
+// no allocation per call. A parallel_for issued from inside a worker runs serially (no nesting).
+// The first exception thrown by any chunk is rethrown on the calling thread.
+// Waiting: workers and the caller spin briefly (a decode step issues dozens of short jobs)
+// and then sleep on a condition variable, so idle pools cost no CPU.
+#pragma once
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <exception>
+#include <mutex>
+#include <thread>
+#include <type_traits>
+#include <vector>
+
+namespace qwen3moe {
+
+class ThreadPool {
+public:
+    // n_threads <= 0: std::thread::hardware_concurrency() (at least 1).
+    explicit ThreadPool(int n_threads = 0);
+    ~ThreadPool();
+    ThreadPool(const ThreadPool&) = delete;
+    ThreadPool& operator=(const ThreadPool&) = delete;
+
+    int size() const { return n_threads_; }  // threads including the caller
+
+    // fn(begin, end) over the static partition of [0, n).
+    template <class F>
+    void parallel_for(int64_t n, F&& fn) {
+        auto thunk = [](void* ctx, int64_t b, int64_t e, int) { (*static_cast<std::remove_reference_t<F>*>(ctx))(b, e); };
+        run(n, thunk, (void*)&fn);
+    }
+    // fn(begin, end, thread_index): thread_index in [0, size()) selects per-thread scratch.
+    template <class F>
+    void parallel_for_indexed(int64_t n, F&& fn) {
+        auto thunk = [](void* ctx, int64_t b, int64_t e, int t) { (*static_cast<std::remove_reference_t<F>*>(ctx))(b, e, t); };
+        run(n, thunk, (void*)&fn);
+    }
+
+private:
+    using Thunk = void (*)(void*, int64_t, int64_t, int);
+    void run(int64_t n, Thunk thunk, void* ctx);
+    void worker(int index);
+    void run_chunk(int index);
+
+    int n_threads_;                  // threads including the caller
+    std::vector<std::thread> workers_;  // size n_threads_ - 1; worker i runs chunk i + 1
+    std::mutex mu_;
+    std::condition_variable cv_work_;   // workers wait for a new generation
+    std::condition_variable cv_done_;   // caller waits for pending_ == 0
+    std::atomic<uint64_t> generation_{0};  // bumped (under mu_) per parallel_for
+    std::atomic<int> pending_{0};          // workers still running the current job
+    bool stop_ = false;                    // set under mu_ at destruction
+    // current job
+    int64_t n_ = 0;
+    Thunk thunk_ = nullptr;
+    void* ctx_ = nullptr;
+    std::exception_ptr error_;  // first exception of the current job
+    std::mutex run_mu_;         // serialises concurrent parallel_for callers
+};
+
+}  // namespace qwen3moe
