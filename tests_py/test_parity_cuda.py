@@ -43,26 +43,35 @@ _SUMMARY: dict = defaultdict(lambda: {"min_cosine": 1.0, "worst_stage": None, "n
                                       "stream_tokens_equal": 0})
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _print_summary(request):
-    yield
-    if not _SUMMARY:
-        return
-    lines = ["", "CPU/CUDA parity summary (per model / activations):"]
+def _summary_lines() -> list[str]:
+    lines = ["CPU/CUDA parity summary (per model / activations):"]
     for key, s in sorted(_SUMMARY.items()):
         lines.append(
             f"  {key}: min cosine {s['min_cosine']:.9f} (at {s['worst_stage']}), differing elements "
             f"{s['n_diff']} of {s['n_compared']}, non-finite {s['nonfinite']}, router sets equal "
             f"{s['router_equal']}/{s['router_tokens']} (token, layer) pairs, greedy/sampled streams equal "
             f"{s['streams_equal']}/{s['streams']} ({s['stream_tokens_equal']}/{s['stream_tokens']} tokens)")
-    tr = request.config.pluginmanager.get_plugin("terminalreporter")
-    text = "\n".join(lines)
-    if tr is not None:
-        tr.write_line(text)
-    else:
-        print(text)
+    return lines
+
+
+class _SummaryPlugin:
+    """Prints the summary in pytest's terminal summary (shown with or without -s)."""
+
+    def pytest_terminal_summary(self, terminalreporter):
+        if _SUMMARY:
+            terminalreporter.section("qwen3moe CPU/CUDA parity")
+            for line in _summary_lines():
+                terminalreporter.write_line(line)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _summary(request):
+    pm = request.config.pluginmanager
+    if not pm.has_plugin("qwen3moe-parity-summary"):
+        pm.register(_SummaryPlugin(), "qwen3moe-parity-summary")
+    yield
     path = os.environ.get("QWEN3MOE_PARITY_REPORT")
-    if path:
+    if path and _SUMMARY:
         with open(path, "w") as f:
             json.dump(dict(_SUMMARY), f, indent=1)
 

@@ -19,7 +19,9 @@
 #include "ops/canon.h"
 
 #ifdef QWEN3MOE_HAVE_CUDA
+#include "cuda/cuda-backend.h"
 #include "cuda/cuda-ops.h"
+#include "model/qwen3moe.h"
 #include "cuda/cuda-runtime.h"
 #include "quant/ggml-types.h"
 #endif
@@ -389,10 +391,24 @@ py::array_t<float> op_add(const Arr<float>& a, const Arr<float>& b) {
 }  // namespace
 #endif  // QWEN3MOE_HAVE_CUDA
 
+#ifdef QWEN3MOE_HAVE_CUDA
+namespace {
+// device="cuda" / "cuda:N" for Qwen3Moe (registered when the module is initialised).
+std::unique_ptr<Backend> cuda_backend_factory(const HParams& hp, const ModelOptions& o, const RopeTable& rope,
+                                              const Weights& w) {
+    qwen3moe::cuda::CudaBackendOptions co;
+    co.device = qwen3moe::cuda::parse_cuda_device(o.device);
+    co.progress = o.progress;
+    return qwen3moe::cuda::make_cuda_backend(hp, o.mode, o.n_ctx, rope, w, co);
+}
+}  // namespace
+#endif
+
 void bind_cuda(py::module_& m) {
     m.def("cpu_ops_moe_combine", &cpu_moe_combine, py::arg("y"), py::arg("w"), py::arg("residual"));
 #ifdef QWEN3MOE_HAVE_CUDA
     m.attr("built_with_cuda") = true;
+    register_backend("cuda", &cuda_backend_factory);
     m.def("cuda_device_count", &qwen3moe::cuda::device_count);
     m.def("cuda_device_name", &qwen3moe::cuda::device_name);
     m.def("cuda_driver_version", &qwen3moe::cuda::driver_version);
