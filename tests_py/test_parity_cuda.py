@@ -231,9 +231,10 @@ def test_every_stage_every_layer(model_pair, model_id, activations):
     cpu, gpu = model_pair(model_id, activations)
     key = f"{model_id}/{activations}"
     nv = _n_vocab(cpu)
-    # Short prompts, one across an attention tile (128 positions), then a continuation that
-    # starts mid-cache (decode-style rows over an existing KV cache).
-    prompts = _prompts(nv, 3, seed=1) + [np.random.default_rng(2).integers(0, nv, size=150, dtype=np.int64)]
+    # Short prompts and one across attention tiles (kAttnTile = 128), each followed by a 5-token
+    # continuation over the existing KV cache (after the long prompt, the continuation takes the
+    # GPU's split-K decode attention: few rows, positions >= 256).
+    prompts = _prompts(nv, 3, seed=1) + [np.random.default_rng(2).integers(0, nv, size=300, dtype=np.int64)]
     problems = []
     for i, p in enumerate(prompts):
         cpu.reset()
@@ -349,6 +350,23 @@ def test_cuda_prefill_equals_decode(model_pair, model_id, activations):
     parts = [gpu.forward(p[a:b], capture="all", logits="all") for a, b in ((0, 7), (7, 8), (8, 24))]
     chunked = {k: np.concatenate([np.asarray(r.captures[k]) for r in parts]) for k in full.captures.keys()}
     _assert_captures_identical(full.captures.to_dict(), chunked, "prefill vs chunked prefill (CUDA)")
+
+
+@pytest.mark.parametrize("activations", ACTIVATIONS)
+def test_cuda_long_prefill_equals_split_k_decode(model_pair, activations):
+    # Rows past position 256 decoded one at a time take the split-K attention path; the same
+    # rows inside one prefill take the one-block-per-head path. Identical bits required.
+    _, gpu = model_pair("wide-Q4_K_M", activations)
+    p = np.random.default_rng(61).integers(0, _n_vocab(gpu), size=300, dtype=np.int64)
+    stages = ["attn_out", "layer_out", "moe_router_indices"]
+    full = gpu.forward(p, capture=stages, logits="all")
+    gpu.reset()
+    head = gpu.forward(p[:290], capture=stages, logits="all")
+    steps = [head] + [gpu.forward(p[t:t + 1], capture=stages, logits="all") for t in range(290, 300)]
+    dec = {k: np.concatenate([np.asarray(r.captures[k]) for r in steps]) for k in full.captures.keys()}
+    _assert_captures_identical(full.captures.to_dict(), dec, "long prefill vs split-K decode (CUDA)")
+    np.testing.assert_array_equal(full.logits.view(np.uint32),
+                                  np.concatenate([r.logits for r in steps]).view(np.uint32))
 
 
 def test_cpu_and_cuda_models_coexist(model_paths):
