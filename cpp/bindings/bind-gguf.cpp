@@ -26,7 +26,7 @@ py::object numeric_array(const std::vector<GGUFValue>& a, Get get) {
     py::array_t<T> out(static_cast<py::ssize_t>(a.size()));
     T* p = out.mutable_data();
     for (size_t k = 0; k < a.size(); ++k) p[k] = static_cast<T>(get(a[k]));
-    return std::move(out);
+    return py::object(std::move(out));
 }
 
 py::object value_to_py(const GGUFValue& v) {
@@ -59,7 +59,7 @@ py::object value_to_py(const GGUFValue& v) {
         case GGUFType::ARRAY: {
             py::list out(v.arr.size());
             for (size_t k = 0; k < v.arr.size(); ++k) out[k] = value_to_py(v.arr[k]);
-            return std::move(out);
+            return py::object(std::move(out));
         }
     }
     return py::none();

@@ -54,7 +54,7 @@ py::object gguf_value(const GGUFValue& v) {
         case GGUFType::ARRAY: {
             py::list out(v.arr.size());
             for (size_t i = 0; i < v.arr.size(); ++i) out[i] = gguf_value(v.arr[i]);
-            return std::move(out);
+            return py::object(std::move(out));
         }
     }
     return py::none();
