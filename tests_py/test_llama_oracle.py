@@ -3,6 +3,24 @@
 Both engines quantise activations to 8-bit 256-blocks for K-quant products and keep an f16 KV
 cache, so they should agree closely: logits cos >= 0.999 at every position of 8 prompts and
 the same argmax at >= 99% of positions.
+
+That bar needs a model that is not chaotic. The first float-source models (Gaussian weights,
+embeddings of RMS 0.03, unstructured routers) amplified rounding noise: layer 0's attention
+update was 13x the residual, 3.5% of router rows had a top-k gap < 1%, and on `small` seed 11
+q8 vs llama.cpp gave min logits cos 0.9877, argmax 254/264 and 43/1056 router rows with a
+different expert set (q8 vs our own f32 mode: 0.9877, 248/264, 58/1056). The float source now
+builds trained-like models (qwen3moe/testing/float_source.py): updates ~0.1 of a residual
+stream that grows with depth, routers with clear cluster preferences, a confident bigram output
+head. Measured with tools/llama_oracle_diag.py (2 threads, llama-cpp-python 0.3.36):
+  small seed 11 (this test): q8 vs llama.cpp min cos 0.999954, argmax 264/264, router rows
+    with a different expert set 0/1056, min layer_out cos 0.999991; q8 vs f32 0.999953, 264/264,
+    0/1056; router top-k gaps < 1%: 0.19% of rows.
+  tiny seed 11: 0.999937, 264/264, 0/1056 (q8 vs f32: 0.999935, 264/264, 1/1056).
+  other seeds (small 1/2/3, tiny 1/2/5): min cos >= 0.99993, argmax >= 263/264.
+Ablations (small/tiny, 5 seeds each): the residual change alone (original routers and head)
+gives min cos 0.9980-0.9999 and argmax 258-263/264; without the bigram head argmax is
+258-261/264; with Gaussian routers instead of cluster ones 5-9/1056 rows flip between q8 and
+f32 and min cos vs llama.cpp is 0.9968-0.9998.
 """
 from __future__ import annotations
 

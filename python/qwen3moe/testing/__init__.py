@@ -35,7 +35,7 @@ __all__ = [
 ]
 
 # Bump when what write_model produces for a given config/seed changes.
-WRITER_FORMAT_VERSION = 1
+WRITER_FORMAT_VERSION = 2
 DEFAULT_MODEL_PRESET = "tiny"
 DEFAULT_MODEL_SEED = 1234
 DEFAULT_MODEL_TYPES = "Q4_K_M"

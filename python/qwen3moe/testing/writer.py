@@ -21,7 +21,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from . import gguf_writer as gw
-from .float_source import generate_slab, outlier_channel_indices, slab_layout
+from .float_source import Structure, generate_slab, model_structure, slab_layout
 from .presets import ARCH, DEFAULT_DATA, ModelConfig, TensorSpec, resolve_config, tensor_specs
 from .random_blocks import BlockPool
 from .recipes import assign_types, file_type
@@ -119,13 +119,13 @@ def _metadata(config: ModelConfig, ftype: int, tok_kv: dict[str, Any]) -> list[t
     return kv
 
 
-def _float_source(config: ModelConfig, seed: int, spec: TensorSpec, t: str, outliers,
+def _float_source(config: ModelConfig, seed: int, spec: TensorSpec, t: str, structure: Structure,
                   pool: Executor | None, depth: int) -> Callable:
     """Chunks of a tensor from the float source: slabs generated and quantised on `pool`
     threads (NumPy's generator and the quantisers release the GIL), `depth` slabs ahead,
     yielded in file order."""
     def job(k: int, rows: int) -> np.ndarray:
-        return encode_floats(generate_slab(config, seed, spec, k, rows, outliers), t)
+        return encode_floats(generate_slab(config, seed, spec, k, rows, structure), t)
 
     def chunks():
         todo = iter(enumerate(slab_layout(spec)))
@@ -183,7 +183,7 @@ def write_model(
     for k, v in _metadata(config, ftype, tok_kv):
         w.add(k, v)
 
-    outliers = outlier_channel_indices(config, seed)
+    structure = model_structure(config, seed, n_vocab)
     workers = max(1, min(os.cpu_count() or 1, 32))
     executor = ThreadPoolExecutor(workers) if data == "float" and workers > 1 else None
     pools: dict[str, BlockPool] = {}
@@ -191,7 +191,7 @@ def write_model(
         t = assigned[spec.name]
         src: gw.DataSource = None
         if data == "float" or (data == "random" and spec.kind != "matrix" and t in ("F32", "F16", "BF16")):
-            src = _float_source(config, seed, spec, t, outliers, executor, 2 * workers)
+            src = _float_source(config, seed, spec, t, structure, executor, 2 * workers)
         elif data == "random":
             if t not in pools:
                 pools[t] = BlockPool(t, seed)
