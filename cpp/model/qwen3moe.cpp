@@ -175,7 +175,8 @@ HParams read_hparams(const GGUFFile& f) {
     if (!(std::isfinite(hp.rms_eps) && hp.rms_eps > 0.0f))
         throw GGUFError("metadata key '" + p + "attention.layer_norm_rms_epsilon' = " + std::to_string(hp.rms_eps) +
                         " must be a positive finite number");
-    const GGUFTensorInfo& te = need_tensor(f, "token_embd.weight");
+    const std::string embd_name = "token_embd.weight";
+    const GGUFTensorInfo& te = need_tensor(f, embd_name);
     if (te.ne[1] <= 0 || te.ne[1] > std::numeric_limits<int32_t>::max())
         throw GGUFError("tensor 'token_embd.weight' has a bad vocabulary size");
     hp.n_vocab = (int)te.ne[1];
