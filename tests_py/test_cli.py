@@ -17,6 +17,7 @@ import time
 import pytest
 
 import qwen3moe
+from _subproc import subprocess_env
 from qwen3moe.stages import ALL_STAGES
 
 SUBCOMMANDS = ["run", "parity", "bench", "inspect", "synth"]
@@ -25,7 +26,7 @@ SUBCOMMANDS = ["run", "parity", "bench", "inspect", "synth"]
 def cli(*args: str, input: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
     """Run `python -m qwen3moe ARGS` with this test's environment."""
     return subprocess.run([sys.executable, "-m", "qwen3moe", *args], input=input, capture_output=True, text=True,
-                          env=dict(os.environ), timeout=timeout)
+                          env=subprocess_env(), timeout=timeout)
 
 
 @pytest.fixture(scope="module")
@@ -258,7 +259,8 @@ def test_run_streams_before_the_process_ends(model_path, model):
     assert len(expected) > 0
     # Without PYTHONUNBUFFERED, as users run it: stdout into a pipe is then block-buffered, so
     # text arrives early only if the CLI flushes it.
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    env = subprocess_env()
+    env.pop("PYTHONUNBUFFERED", None)
     err_r, err_w, filled = _full_pipe()
     proc = subprocess.Popen([sys.executable, "-m", "qwen3moe", "run", "-n", "64"], stdout=subprocess.PIPE,
                             stderr=err_w, env=env)
