@@ -225,17 +225,26 @@ void bind_model(py::module_& m) {
     bind_ops(m);
     py::class_<Qwen3Moe>(m, "Model")
         .def(py::init([](const std::string& path, int n_ctx, const std::string& activations, int threads,
-                         const std::string& device) {
+                         const std::string& device, const py::object& progress) {
                  ModelOptions o;
                  o.n_ctx = n_ctx;
                  o.mode = mode_from_name(activations);
                  o.threads = threads;
                  o.device = device;
+                 if (!progress.is_none()) {
+                     // Device weight upload progress: called without the GIL held, so take it; the
+                     // shared_ptr keeps copies of the callback free of Python refcounting.
+                     auto cb = std::make_shared<py::object>(progress);
+                     o.progress = [cb](size_t done, size_t total) {
+                         py::gil_scoped_acquire gil;
+                         (*cb)(done, total);
+                     };
+                 }
                  py::gil_scoped_release nogil;
                  return std::make_unique<Qwen3Moe>(path, o);
              }),
              py::arg("path"), py::arg("n_ctx") = 4096, py::arg("activations") = "q8", py::arg("threads") = 0,
-             py::arg("device") = "cpu")
+             py::arg("device") = "cpu", py::arg("progress") = py::none())
         .def("forward",
              [](Qwen3Moe& self, py::array_t<int64_t, py::array::c_style | py::array::forcecast> tokens,
                 const std::vector<std::string>& stages, const std::vector<int>& layers, const std::string& logits) {

@@ -4,6 +4,8 @@
 
 #include <cmath>
 #include <limits>
+#include <map>
+#include <mutex>
 #include <stdexcept>
 #include <thread>
 
@@ -102,6 +104,24 @@ NormWeight norm(const GGUFFile& f, const std::string& name, int64_t n) {
 }
 
 }  // namespace
+
+namespace {
+std::mutex g_backends_mutex;
+std::map<std::string, BackendFactory>& backends() {
+    static std::map<std::string, BackendFactory> m;
+    return m;
+}
+BackendFactory find_backend(const std::string& name) {
+    std::lock_guard<std::mutex> lock(g_backends_mutex);
+    auto it = backends().find(name);
+    return it == backends().end() ? nullptr : it->second;
+}
+}  // namespace
+
+void register_backend(const std::string& name, BackendFactory factory) {
+    std::lock_guard<std::mutex> lock(g_backends_mutex);
+    backends()[name] = factory;
+}
 
 HParams read_hparams(const GGUFFile& f) {
     if (const GGUFValue* a = f.find("general.architecture")) {
@@ -206,10 +226,15 @@ Qwen3Moe::Qwen3Moe(const std::string& path, const ModelOptions& opt) : opt_(opt)
     if (opt.n_ctx < 1 || opt.n_ctx > (1 << 20))
         throw std::invalid_argument("n_ctx must be in 1..1048576, got " + std::to_string(opt.n_ctx));
     if (opt.threads < 0) throw std::invalid_argument("threads must be >= 1 (or 0/None for all hardware threads)");
+    BackendFactory device_factory = nullptr;  // nullptr: the CPU backend
     if (opt.device != "cpu") {
-        if (opt.device == "cuda")
-            throw std::runtime_error("device=\"cuda\": CUDA backend not built/available in this qwen3moe build");
-        throw std::invalid_argument("device must be \"cpu\" or \"cuda\", got \"" + opt.device + "\"");
+        const std::string name = opt.device.substr(0, opt.device.find(':'));
+        device_factory = find_backend(name);
+        if (!device_factory) {
+            if (name == "cuda")
+                throw std::runtime_error("device=\"cuda\": CUDA backend not built/available in this qwen3moe build");
+            throw std::invalid_argument("device must be \"cpu\" or \"cuda\", got \"" + opt.device + "\"");
+        }
     }
     file_ = GGUFFile::open(path);
     hp_ = read_hparams(*file_);
@@ -235,7 +260,11 @@ Qwen3Moe::Qwen3Moe(const std::string& path, const ModelOptions& opt) : opt_(opt)
     w_.output_norm.id = nid++;
     rope_ = build_rope_table(opt.n_ctx, hp_.head_dim, (double)hp_.rope_freq_base);
     threads_ = opt.threads > 0 ? opt.threads : (int)std::max(1u, std::thread::hardware_concurrency());
-    backend_ = std::make_unique<CpuBackend>(hp_, opt.mode, opt.n_ctx, threads_, rope_);
+    if (device_factory)
+        backend_ = device_factory(hp_, opt_, rope_, w_);
+    else
+        backend_ = std::make_unique<CpuBackend>(hp_, opt.mode, opt.n_ctx, threads_, rope_);
+    opt_.progress = nullptr;  // the load is over; keep no reference to the caller's callback
     step_logits_.assign(hp_.n_vocab, 0.0f);
 }
 

@@ -5,6 +5,7 @@
 // the backend is chosen at construction (make_backend), never by #ifdef in the forward.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -57,8 +58,18 @@ struct ModelOptions {
     int n_ctx = 4096;              // KV positions
     ActMode mode = ActMode::q8;    // activations
     int threads = 0;               // 0 = hardware threads
-    std::string device = "cpu";    // "cpu" ("cuda" once that backend exists)
+    std::string device = "cpu";    // "cpu", or a registered device backend: "cuda", "cuda:N"
+    // Device backends: weight upload progress (bytes done, bytes total); may be empty.
+    std::function<void(size_t, size_t)> progress;
 };
+
+// ---- device backends -------------------------------------------------------------------------
+// Backends other than "cpu" live in libraries the CPU core does not link against; they register
+// a factory at run time (the CUDA backend registers "cuda" when the Python module of a CUDA
+// build is initialised). Device "<name>" or "<name>:<index>" selects the factory of <name>.
+using BackendFactory = std::unique_ptr<Backend> (*)(const HParams& hp, const ModelOptions& opt,
+                                                    const RopeTable& rope, const Weights& w);
+void register_backend(const std::string& name, BackendFactory factory);
 
 struct ForwardResult {
     std::vector<float> logits;  // [logits_rows][n_vocab]

@@ -188,12 +188,13 @@ class Model:
     """A loaded qwen3moe model (use `qwen3moe.load`)."""
 
     def __init__(self, path: str, device: str = "cpu", n_ctx: int = 4096, activations: str = "q8",
-                 threads: int | None = None):
+                 threads: int | None = None, progress: Any = None):
         self.path = os.fspath(path)
         self.device = device
         self.activations = activations
         self._core: Any = _core.Model(self.path, n_ctx=n_ctx, activations=activations,
-                                      threads=0 if threads is None else threads, device=device)
+                                      threads=0 if threads is None else threads, device=device,
+                                      progress=_upload_progress(self.path, device, progress))
         hp = self._core.hparams()
         self._hp = hp
         self.n_ctx = int(self._core.n_ctx)
@@ -412,16 +413,21 @@ class Model:
         return f"qwen3moe {self._hp['n_layer']}L {self._hp['n_expert']}x{self._hp['n_expert_used']} {types}"
 
     def device_name(self) -> str:
-        """Name of the device the model runs on ("cpu" for the CPU backend)."""
+        """"cpu", or the GPU's name for a CUDA model."""
+        if _is_cuda(self.device):
+            return str(_core.cuda_device_name(_cuda_index(self.device)))
         return "cpu"
 
     def driver_version(self) -> str:
-        """GPU driver version ("" on the CPU backend)."""
-        return ""
+        """The CUDA driver version ("13.0") for a CUDA model, else ""."""
+        return str(_core.cuda_driver_version()) if _is_cuda(self.device) else ""
 
     def peak_vram_bytes(self) -> int:
-        """Peak GPU memory in bytes since load (0 on the CPU backend)."""
-        return 0
+        """GPU memory this model holds at most (weights + KV cache + buffers, which only grow); 0 on CPU."""
+        if not _is_cuda(self.device):
+            return 0
+        m = self.memory()
+        return int(m["weights_mapped"] + m["kv_cache"] + m["scratch"])
 
     def _timer(self) -> Callable[[Callable[[], Any]], float]:
         def timer(fn: Callable[[], Any]) -> float:
@@ -470,21 +476,25 @@ def _split_stop(text: str, stops: list[str], final: bool = False) -> tuple[str, 
 
 
 def load(path: str | os.PathLike, device: str = "cpu", n_ctx: int = 4096, activations: str = "q8",
-         threads: int | None = None) -> Model:
+         threads: int | None = None, progress: Any = None) -> Model:
     """Load a qwen3moe GGUF file.
 
-    device: "cpu" (the CUDA backend is not part of this build: "cuda" raises RuntimeError);
-    n_ctx: KV cache positions; activations: "q8" (8-bit activations into quantised matmuls,
-    f16 KV cache: the fast, canonical mode) or "f32" (dequantised weights × f32 activations,
-    f32 KV cache: the reference mode); threads: CPU threads (None = all hardware threads).
+    device: "cpu", or "cuda" / "cuda:N" (the GPU backend: weights, KV cache and every op on
+    the GPU, bit-identical to the CPU; RuntimeError when this build has no CUDA backend or no
+    GPU is usable); n_ctx: KV cache positions; activations: "q8" (8-bit activations into
+    quantised matmuls, f16 KV cache: the fast, canonical mode) or "f32" (dequantised weights ×
+    f32 activations, f32 KV cache: the reference mode); threads: CPU threads (None = all
+    hardware threads); progress (CUDA): weight upload progress — None shows a tqdm bar for
+    files of 256 MiB or more, True always, False never, or a callable(done_bytes, total_bytes).
     Raises GGUFError (malformed file or metadata), UnsupportedTypeError (a tensor type that
-    cannot be computed with), ValueError (bad argument), FileNotFoundError.
+    cannot be computed with), OutOfMemoryError (the model does not fit on the GPU; the message
+    gives the sizes), ValueError (bad argument), FileNotFoundError.
     """
     path = os.fspath(path)
-    if device not in ("cpu", "cuda"):
-        raise ValueError(f'device must be "cpu" or "cuda", got {device!r}')
-    if device == "cuda":
-        raise RuntimeError('device="cuda": CUDA backend not built/available in this qwen3moe build; use device="cpu"')
+    if device != "cpu" and not _is_cuda(device):
+        raise ValueError(f'device must be "cpu", "cuda" or "cuda:N", got {device!r}')
+    if _is_cuda(device):
+        _check_cuda(device)
     if activations not in ("q8", "f32"):
         raise ValueError(f'activations must be "q8" or "f32", got {activations!r}')
     if isinstance(n_ctx, bool) or not isinstance(n_ctx, (int, np.integer)) or n_ctx < 1:
@@ -493,4 +503,52 @@ def load(path: str | os.PathLike, device: str = "cpu", n_ctx: int = 4096, activa
         raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
     if not os.path.exists(path):
         raise FileNotFoundError(f"no such file: {path!r}")
-    return Model(path, device=device, n_ctx=int(n_ctx), activations=activations, threads=threads)
+    return Model(path, device=device, n_ctx=int(n_ctx), activations=activations, threads=threads, progress=progress)
+
+
+# ---- CUDA device (the cuda backend, cuda/cuda-backend.cu) --------------------------------------
+
+
+def _is_cuda(device: Any) -> bool:
+    if not isinstance(device, str):
+        return False
+    if device == "cuda":
+        return True
+    return device.startswith("cuda:") and device[5:].isdigit() and len(device) <= 8
+
+
+def _cuda_index(device: str) -> int:
+    return 0 if device == "cuda" else int(device[5:])
+
+
+def _check_cuda(device: str) -> None:
+    if not _core.built_with_cuda:
+        raise RuntimeError('device="cuda": CUDA backend not built/available in this qwen3moe build; use device="cpu"')
+    n = int(_core.cuda_device_count())
+    if n == 0:
+        raise RuntimeError(f"device={device!r}: no usable CUDA GPU (no device or no driver); use device=\"cpu\"")
+    if _cuda_index(device) >= n:
+        raise ValueError(f"device={device!r}: this machine has {n} CUDA device(s) (cuda:0..cuda:{n - 1})")
+
+
+def _upload_progress(path: str, device: str, progress: Any) -> Callable[[int, int], None] | None:
+    """The weight-upload callback handed to the CUDA backend (None on CPU or when disabled)."""
+    if not _is_cuda(device) or progress is False:
+        return None
+    if callable(progress):
+        return progress
+    if progress is None and os.path.getsize(path) < (256 << 20):
+        return None
+    from tqdm.auto import tqdm  # type: ignore[import-untyped,unused-ignore]
+
+    bar: list = []
+
+    def update(done: int, total: int) -> None:
+        if not bar:
+            bar.append(tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024,
+                            desc=f"weights -> {device}", leave=False))
+        bar[0].update(done - bar[0].n)
+        if done >= total:
+            bar[0].close()
+
+    return update

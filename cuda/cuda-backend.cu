@@ -1,0 +1,554 @@
+// cuda-backend.cu — the Backend interface on the GPU (see cuda-backend.h).
+//
+// Buffers mirror the CPU backend's: one device buffer per Act ([cap][width] f32, int32 for
+// router_indices), q8 copies of `norm` and `attn_out` ([cap][width/256] Q8K blocks), the
+// expert hidden activations' q8 copy, the KV cache [n_layer][n_ctx][kv_dim] (f16 in q8 mode,
+// f32 in f32 mode, as the CPU's KVCache) and the logits rows [rows][n_vocab]. Token ids and
+// positions of the batch are uploaded in begin_batch (they are inputs, not round trips).
+// Expert routing stays on the GPU: the expert matvecs read the router's indices directly.
+#include "cuda/cuda-backend.h"
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "cuda/common.cuh"
+#include "cuda/cuda-ops.h"
+#include "model/qwen3moe.h"
+#include "ops/matvec.h"
+#include "runtime/errors.h"
+
+namespace qwen3moe::cuda {
+
+namespace {
+
+constexpr int kSplitRows = 8;  // batches up to this many rows may use split-K attention
+
+std::string mib(size_t b) { return std::to_string((b + (1u << 20) - 1) >> 20) + " MiB"; }
+
+// Pinned staging buffers for the weight upload (two, so the file read of one chunk overlaps
+// the copy of the previous).
+class Staging {
+public:
+    explicit Staging(size_t bytes) : bytes_(bytes) {
+        for (int i = 0; i < 2; ++i) {
+            Q3_CUDA_CHECK(cudaHostAlloc(&buf_[i], bytes, cudaHostAllocDefault));
+            Q3_CUDA_CHECK(cudaEventCreateWithFlags(&done_[i], cudaEventDisableTiming));
+        }
+    }
+    ~Staging() {
+        for (int i = 0; i < 2; ++i) {
+            if (done_[i]) {
+                cudaEventSynchronize(done_[i]);
+                cudaEventDestroy(done_[i]);
+            }
+            if (buf_[i]) cudaFreeHost(buf_[i]);
+        }
+        cudaGetLastError();
+    }
+    Staging(const Staging&) = delete;
+    Staging& operator=(const Staging&) = delete;
+
+    // Copies host bytes (e.g. the mapped file) to the device through the staging buffers.
+    void upload(void* dst, const uint8_t* src, size_t n, cudaStream_t stream, const std::function<void(size_t)>& tick) {
+        for (size_t off = 0; off < n; off += bytes_) {
+            const size_t len = std::min(bytes_, n - off);
+            Q3_CUDA_CHECK(cudaEventSynchronize(done_[cur_]));  // the buffer's previous copy finished
+            std::memcpy(buf_[cur_], src + off, len);
+            Q3_CUDA_CHECK(cudaMemcpyAsync(static_cast<uint8_t*>(dst) + off, buf_[cur_], len, cudaMemcpyHostToDevice,
+                                          stream));
+            Q3_CUDA_CHECK(cudaEventRecord(done_[cur_], stream));
+            cur_ ^= 1;
+            if (tick) tick(len);
+        }
+    }
+
+private:
+    size_t bytes_ = 0;                       // bytes per staging buffer
+    void* buf_[2] = {nullptr, nullptr};      // pinned host memory
+    cudaEvent_t done_[2] = {nullptr, nullptr};  // copy out of buf_[i] finished
+    int cur_ = 0;                            // buffer to fill next
+};
+
+class CudaBackend final : public Backend {
+public:
+    CudaBackend(const HParams& hp, ActMode mode, int n_ctx, const RopeTable& rope, const Weights& w,
+                const CudaBackendOptions& opt);
+    ~CudaBackend() override;
+    CudaBackend(const CudaBackend&) = delete;
+    CudaBackend& operator=(const CudaBackend&) = delete;
+
+    const char* name() const override { return "cuda"; }
+    void begin_batch(const int32_t* tokens, int T, int pos0) override;
+    void embed(const Tensor& token_embd, Act out) override;
+    void rms_norm(Act in, const NormWeight& w, Act out) override;
+    void quantize(Act in) override;
+    void matvec(const Tensor& w, Act in, Act out) override;
+    void qk_norm_rope_kv_append(int il, const NormWeight& q_norm, const NormWeight& k_norm) override;
+    void attention(int il) override;
+    void add(Act a, Act b, Act out) override;
+    void router_topk() override;
+    void moe_experts(const Tensor& gate_exps, const Tensor& up_exps, const Tensor& down_exps, Act in) override;
+    void lm_head(const Tensor& w, Act in, Rows rows) override;
+    void copy_to_host(Act a, Rows rows, void* dst) override;
+    size_t kv_bytes() const override { return k_cache_.size() + v_cache_.size(); }
+    size_t scratch_bytes() const override;
+
+private:
+    struct DevWeight {
+        DeviceBuffer buf;      // the tensor's bytes, as in the file
+        uint32_t type = 0;     // GGMLType id
+        int64_t ne[4] = {};    // shape (ne[0] contiguous)
+        size_t bytes = 0;      // total bytes
+    };
+    // Activation buffers of one capacity (swapped in whole by ensure_capacity).
+    struct Buffers {
+        DeviceBuffer act[(int)Act::count];  // [cap][width] (logits: unused, see logits_)
+        DeviceBuffer q8[(int)Act::count];   // [cap][width/256] Q8K for norm and attn_out
+        DeviceBuffer hidden_q8;             // [cap*k][n_ff_exp/256] Q8K of expert_swiglu
+        DeviceBuffer tokens;                // [cap] int32
+        DeviceBuffer pos;                   // [cap] int32
+        size_t bytes() const {
+            size_t b = hidden_q8.size() + tokens.size() + pos.size();
+            for (int i = 0; i < (int)Act::count; ++i) b += act[i].size() + q8[i].size();
+            return b;
+        }
+    };
+
+    void use_device() const { set_device(device_); }
+    Buffers make_buffers(int cap) const;
+    size_t buffer_bytes(int cap) const;
+    void ensure_capacity(int T);
+    const DevWeight& weight(const Tensor& t) const;
+    const float* norm(const NormWeight& w) const;
+    float* buf(Act a) const { return bufs_.act[(int)a].as<float>(); }
+    const block_q8k* q8(Act a, const char* what) const;
+    int64_t width(Act a) const { return width_[(int)a]; }
+    bool q8_capable(Act a) const { return mode_ == ActMode::q8 && width(a) % QK_K == 0; }
+    size_t kv_layer_bytes() const { return (size_t)n_ctx_ * hp_.kv_dim() * (mode_ == ActMode::q8 ? 2 : 4); }
+    void* k_layer(int il) const { return k_cache_.as<uint8_t>() + (size_t)il * kv_layer_bytes(); }
+    void* v_layer(int il) const { return v_cache_.as<uint8_t>() + (size_t)il * kv_layer_bytes(); }
+    MatvecArgs args_for(const DevWeight& d, int n_tok, float* out) const;
+
+    HParams hp_;                  // model hyperparameters
+    ActMode mode_;                // q8 or f32 activations
+    int n_ctx_;                   // KV positions
+    int device_;                  // CUDA device index
+    void* stream_ = nullptr;      // the backend's stream (cudaStream_t)
+    int64_t width_[(int)Act::count] = {};  // floats (or int32) per row
+
+    std::vector<DevWeight> weights_;       // by Tensor::id
+    std::vector<DeviceBuffer> norms_;      // by NormWeight::id: [n] f32
+    DeviceBuffer rope_;                    // [2][n_ctx][hd/2]: cos block, then sin block
+    DeviceBuffer k_cache_, v_cache_;       // [n_layer][n_ctx][kv_dim] f16 (q8 mode) or f32
+
+    Buffers bufs_;                // current activation buffers
+    int cap_ = 0;                 // rows they hold
+    DeviceBuffer logits_;         // [rows][n_vocab]
+    DeviceBuffer attn_scratch_;   // split-K attention scratch for batches of <= kSplitRows rows
+    bool q8_valid_[(int)Act::count] = {};  // q8 copy matches the f32 buffer
+    int T_ = 0;                   // rows in the current batch
+    int pos0_ = 0;                // position of row 0
+    std::vector<int32_t> host_pos_;  // [cap] staging of the positions
+};
+
+CudaBackend::CudaBackend(const HParams& hp, ActMode mode, int n_ctx, const RopeTable& rope, const Weights& w,
+                         const CudaBackendOptions& opt)
+    : hp_(hp), mode_(mode), n_ctx_(n_ctx), device_(opt.device) {
+    const int n_dev = [] {
+        int n = 0;
+        if (cudaGetDeviceCount(&n) != cudaSuccess) {
+            cudaGetLastError();
+            return 0;
+        }
+        return n;
+    }();
+    if (n_dev == 0) throw std::runtime_error("device=\"cuda\": no usable CUDA GPU (no device or no driver)");
+    if (device_ < 0 || device_ >= n_dev)
+        throw std::invalid_argument("CUDA device " + std::to_string(device_) + " does not exist (" +
+                                    std::to_string(n_dev) + " device(s))");
+    if (rope.n_pos < n_ctx || rope.half * 2 != hp.head_dim)
+        throw std::logic_error("CudaBackend: the RoPE table does not cover n_ctx x head_dim");
+    use_device();
+
+    const int64_t E = hp.n_embd, Q = hp.q_dim(), KV = hp.kv_dim(), K = hp.n_expert_used;
+    const int64_t widths[(int)Act::count] = {
+        E, E, Q, KV, KV, Q, KV, Q, KV, Q, E, E,                       // x .. ffn_inp
+        hp.n_expert, hp.n_expert, K, K,                               // router
+        K * hp.n_ff_exp, K * hp.n_ff_exp, K * hp.n_ff_exp, K * E, E,  // experts, moe_out
+        hp.n_vocab,                                                   // logits
+    };
+    for (int i = 0; i < (int)Act::count; ++i) width_[i] = widths[i];
+
+    // Norm weights by id.
+    std::vector<const NormWeight*> norm_list;
+    for (const LayerWeights& L : w.layers)
+        for (const NormWeight* nw : {&L.attn_norm, &L.attn_q_norm, &L.attn_k_norm, &L.ffn_norm}) norm_list.push_back(nw);
+    norm_list.push_back(&w.output_norm);
+
+    // The memory plan, checked before any allocation.
+    size_t weight_bytes = 0;
+    for (const Tensor* t : w.all) weight_bytes += t->row_bytes * (size_t)(t->ne[1] * t->ne[2] * t->ne[3]);
+    size_t norm_bytes = 0;
+    for (const NormWeight* nw : norm_list) norm_bytes += nw->w.size() * sizeof(float);
+    const size_t rope_bytes = rope.data.size() * sizeof(float);
+    const size_t kv_total = 2 * (size_t)hp.n_layer * kv_layer_bytes();
+    const size_t attn_scratch_bytes =
+        attention_scratch_floats(kSplitRows, hp.n_head, hp.head_dim, n_ctx) * sizeof(float);
+    const size_t buf_bytes = buffer_bytes(1) + (size_t)hp.n_vocab * sizeof(float) + attn_scratch_bytes;
+    const size_t need = weight_bytes + norm_bytes + rope_bytes + kv_total + buf_bytes;
+    size_t free_b = 0, total_b = 0;
+    mem_info(&free_b, &total_b);
+    if (need > free_b)
+        throw OutOfMemory("CUDA out of memory: the model needs " + mib(need) + " on device " + std::to_string(device_) +
+                          " (weights " + mib(weight_bytes) + ", KV cache " + mib(kv_total) + " for n_ctx " +
+                          std::to_string(n_ctx) + ", buffers " + mib(buf_bytes + norm_bytes + rope_bytes) +
+                          ") but only " + mib(free_b) + " of " + mib(total_b) + " are free");
+
+    stream_ = stream_create();
+    try {
+        // Weights: one device buffer per tensor id, uploaded through pinned staging.
+        weights_.resize(w.all.size());
+        const size_t total_up = weight_bytes;
+        size_t done = 0;
+        auto tick = [&](size_t n) {
+            done += n;
+            if (opt.progress) opt.progress(done, total_up);
+        };
+        Staging staging(64u << 20);
+        for (size_t id = 0; id < w.all.size(); ++id) {
+            const Tensor& t = *w.all[id];
+            if (t.id != (int)id) throw std::logic_error("CudaBackend: tensor ids are not 0..n-1 in order");
+            DevWeight& d = weights_[id];
+            d.type = t.type;
+            for (int k = 0; k < 4; ++k) d.ne[k] = t.ne[k];
+            d.bytes = t.row_bytes * (size_t)(t.ne[1] * t.ne[2] * t.ne[3]);
+            d.buf = DeviceBuffer(d.bytes);
+            staging.upload(d.buf.get(), t.data, d.bytes, to_stream(stream_), tick);
+        }
+        norms_.resize(norm_list.size());
+        for (const NormWeight* nw : norm_list) {
+            if (nw->id < 0 || nw->id >= (int)norm_list.size())
+                throw std::logic_error("CudaBackend: norm weight '" + nw->name + "' has no id");
+            DeviceBuffer b(nw->w.size() * sizeof(float));
+            memcpy_h2d(b.get(), nw->w.data(), b.size(), stream_);
+            norms_[nw->id] = std::move(b);
+        }
+        rope_ = DeviceBuffer(rope_bytes);
+        // Only the first n_ctx rows of each block are needed; the table is [2][n_pos][half].
+        const size_t blk = (size_t)n_ctx * rope.half * sizeof(float);
+        memcpy_h2d(rope_.get(), rope.data.data(), blk, stream_);
+        memcpy_h2d(rope_.as<uint8_t>() + blk, rope.data.data() + (size_t)rope.n_pos * rope.half, blk, stream_);
+        attn_scratch_ = DeviceBuffer(attn_scratch_bytes);
+        k_cache_ = DeviceBuffer(kv_total / 2);
+        v_cache_ = DeviceBuffer(kv_total / 2);
+        memset_device(k_cache_.get(), 0, k_cache_.size(), stream_);
+        memset_device(v_cache_.get(), 0, v_cache_.size(), stream_);
+        ensure_capacity(1);
+        stream_sync(stream_);
+    } catch (...) {
+        // Members already built are freed by their destructors; the stream is not a member
+        // object with a destructor, so release it here.
+        cudaStreamSynchronize(to_stream(stream_));
+        stream_destroy(stream_);
+        stream_ = nullptr;
+        throw;
+    }
+}
+
+CudaBackend::~CudaBackend() {
+    if (cudaSetDevice(device_) != cudaSuccess) cudaGetLastError();
+    if (stream_) {
+        if (cudaStreamSynchronize(to_stream(stream_)) != cudaSuccess) cudaGetLastError();
+        stream_destroy(stream_);
+    }
+}
+
+size_t CudaBackend::buffer_bytes(int cap) const {
+    size_t b = 0;
+    for (int i = 0; i < (int)Act::count; ++i) {
+        if (i == (int)Act::logits) continue;
+        b += (size_t)cap * width_[i] * 4;
+        if ((i == (int)Act::norm || i == (int)Act::attn_out) && q8_capable((Act)i))
+            b += (size_t)cap * (width_[i] / QK_K) * sizeof(block_q8k);
+    }
+    if (mode_ == ActMode::q8 && hp_.n_ff_exp % QK_K == 0)
+        b += (size_t)cap * hp_.n_expert_used * (hp_.n_ff_exp / QK_K) * sizeof(block_q8k);
+    return b + 2 * (size_t)cap * 4;
+}
+
+CudaBackend::Buffers CudaBackend::make_buffers(int cap) const {
+    Buffers b;
+    for (int i = 0; i < (int)Act::count; ++i) {
+        if (i == (int)Act::logits) continue;  // lm_head allocates its rows on demand
+        b.act[i] = DeviceBuffer((size_t)cap * width_[i] * 4);  // f32 or int32
+        if ((i == (int)Act::norm || i == (int)Act::attn_out) && q8_capable((Act)i))
+            b.q8[i] = DeviceBuffer((size_t)cap * (width_[i] / QK_K) * sizeof(block_q8k));
+    }
+    if (mode_ == ActMode::q8 && hp_.n_ff_exp % QK_K == 0)
+        b.hidden_q8 = DeviceBuffer((size_t)cap * hp_.n_expert_used * (hp_.n_ff_exp / QK_K) * sizeof(block_q8k));
+    b.tokens = DeviceBuffer((size_t)cap * 4);
+    b.pos = DeviceBuffer((size_t)cap * 4);
+    return b;
+}
+
+void CudaBackend::ensure_capacity(int T) {
+    if (T <= cap_) return;
+    // Build the new set completely before dropping the old one: an OutOfMemory leaves the
+    // backend as it was. The old buffers may still be read by queued work: wait for it.
+    stream_sync(stream_);
+    Buffers nb = make_buffers(T);
+    bufs_ = std::move(nb);
+    cap_ = T;
+    host_pos_.assign((size_t)T, 0);
+}
+
+size_t CudaBackend::scratch_bytes() const { return bufs_.bytes() + logits_.size() + attn_scratch_.size(); }
+
+const CudaBackend::DevWeight& CudaBackend::weight(const Tensor& t) const {
+    if (t.id < 0 || t.id >= (int)weights_.size())
+        throw std::logic_error("CudaBackend: tensor '" + t.name + "' has no device copy (id " + std::to_string(t.id) + ")");
+    const DevWeight& d = weights_[t.id];
+    if (d.type != t.type || d.ne[0] != t.ne[0] || d.ne[1] != t.ne[1] || d.ne[2] != t.ne[2])
+        throw std::logic_error("CudaBackend: device copy of tensor '" + t.name + "' does not match it");
+    return d;
+}
+
+const float* CudaBackend::norm(const NormWeight& w) const {
+    if (w.id < 0 || w.id >= (int)norms_.size() || norms_[w.id].size() != w.w.size() * sizeof(float))
+        throw std::logic_error("CudaBackend: norm weight '" + w.name + "' has no device copy");
+    return norms_[w.id].as<float>();
+}
+
+const block_q8k* CudaBackend::q8(Act a, const char* what) const {
+    if (!q8_valid_[(int)a] || !bufs_.q8[(int)a].get())
+        throw std::logic_error(std::string("CudaBackend: ") + what + ": input has no q8 copy");
+    return bufs_.q8[(int)a].as<block_q8k>();
+}
+
+MatvecArgs CudaBackend::args_for(const DevWeight& d, int n_tok, float* out) const {
+    MatvecArgs p;
+    p.type = d.type;
+    p.w = d.buf.get();
+    p.n = d.ne[0];
+    p.n_rows = d.ne[1];
+    p.n_mat = d.ne[2];
+    p.n_tok = n_tok;
+    p.out = out;
+    return p;
+}
+
+void CudaBackend::begin_batch(const int32_t* tokens, int T, int pos0) {
+    if (T <= 0 || pos0 < 0 || (int64_t)pos0 + T > n_ctx_) throw std::logic_error("CudaBackend::begin_batch: bad batch");
+    use_device();
+    ensure_capacity(T);
+    for (int t = 0; t < T; ++t) host_pos_[t] = pos0 + t;
+    memcpy_h2d(bufs_.tokens.get(), tokens, (size_t)T * 4, stream_);
+    memcpy_h2d(bufs_.pos.get(), host_pos_.data(), (size_t)T * 4, stream_);
+    T_ = T;
+    pos0_ = pos0;
+    for (bool& v : q8_valid_) v = false;
+}
+
+void CudaBackend::embed(const Tensor& token_embd, Act out) {
+    use_device();
+    const DevWeight& d = weight(token_embd);
+    if (d.ne[0] != width(out)) throw std::logic_error("CudaBackend::embed: width mismatch");
+    cuda::embed(d.type, d.buf.get(), d.ne[1], d.ne[0], bufs_.tokens.as<int32_t>(), T_, buf(out), stream_);
+    q8_valid_[(int)out] = false;
+}
+
+void CudaBackend::rms_norm(Act in, const NormWeight& w, Act out) {
+    use_device();
+    if ((int64_t)w.w.size() != width(in) || width(in) != width(out))
+        throw std::logic_error("CudaBackend::rms_norm: width mismatch for '" + w.name + "'");
+    cuda::rms_norm(buf(in), norm(w), buf(out), T_, width(in), hp_.rms_eps, stream_);
+    q8_valid_[(int)out] = false;
+}
+
+void CudaBackend::quantize(Act in) {
+    use_device();
+    // Rule: activations entering quantised matmuls are quantised once per token per input
+    // vector and reused by every matrix reading them.
+    if (!q8_capable(in) || !bufs_.q8[(int)in].get()) return;
+    quantize_q8k(buf(in), bufs_.q8[(int)in].as<block_q8k>(), T_, width(in), stream_);
+    q8_valid_[(int)in] = true;
+}
+
+void CudaBackend::matvec(const Tensor& w, Act in, Act out) {
+    use_device();
+    const DevWeight& d = weight(w);
+    if (d.ne[0] != width(in) || d.ne[1] != width(out))
+        throw std::logic_error("CudaBackend::matvec: shape of '" + w.name + "' does not fit the buffers");
+    const MatvecArgs p = args_for(d, T_, buf(out));
+    if (matvec_uses_q8(d.type, mode_))
+        matvec_q8k(p, q8(in, w.name.c_str()), stream_);
+    else
+        matvec_f32act(p, buf(in), stream_);
+    q8_valid_[(int)out] = false;
+}
+
+void CudaBackend::qk_norm_rope_kv_append(int il, const NormWeight& q_norm, const NormWeight& k_norm) {
+    use_device();
+    if (il < 0 || il >= hp_.n_layer) throw std::logic_error("CudaBackend: layer out of range");
+    const int hd = hp_.head_dim;
+    const bool f16 = mode_ == ActMode::q8;  // Rule: KV cache f16 in q8 mode, f32 in f32 mode
+    const float* rope_cos = rope_.as<float>();
+    const float* rope_sin = rope_cos + (size_t)n_ctx_ * (hd / 2);
+    NormRopeArgs q;
+    q.x = buf(Act::q);
+    q.w = norm(q_norm);
+    q.eps = hp_.rms_eps;
+    q.n_tok = T_;
+    q.n_heads = hp_.n_head;
+    q.hd = hd;
+    q.pos = bufs_.pos.as<int32_t>();
+    q.rope_cos = rope_cos;
+    q.rope_sin = rope_sin;
+    q.n_pos = n_ctx_;
+    q.normed = buf(Act::q_normed);
+    q.out = buf(Act::q_rope);
+    norm_rope(q, stream_);
+    NormRopeArgs k = q;
+    k.x = buf(Act::k);
+    k.w = norm(k_norm);
+    k.n_heads = hp_.n_head_kv;
+    k.normed = buf(Act::k_normed);
+    k.out = buf(Act::k_rope);
+    k.cache = k_layer(il);  // K after RoPE
+    k.cache_f16 = f16;
+    norm_rope(k, stream_);
+    kv_store(buf(Act::v), bufs_.pos.as<int32_t>(), T_, hp_.kv_dim(), v_layer(il), n_ctx_, f16, stream_);
+    for (Act a : {Act::q_normed, Act::k_normed, Act::q_rope, Act::k_rope}) q8_valid_[(int)a] = false;
+}
+
+void CudaBackend::attention(int il) {
+    use_device();
+    if (il < 0 || il >= hp_.n_layer) throw std::logic_error("CudaBackend: layer out of range");
+    AttentionArgs p;
+    p.q = buf(Act::q_rope);
+    p.k_cache = k_layer(il);
+    p.v_cache = v_layer(il);
+    p.cache_f16 = mode_ == ActMode::q8;
+    p.n_ctx = n_ctx_;
+    p.pos = bufs_.pos.as<int32_t>();
+    p.n_tok = T_;
+    p.n_head = hp_.n_head;
+    p.n_head_kv = hp_.n_head_kv;
+    p.hd = hp_.head_dim;
+    p.out = buf(Act::attn_out);
+    p.max_pos = pos0_ + T_ - 1;
+    if (T_ <= kSplitRows) {  // decode: split-K over key tiles when the context is long
+        p.scratch = attn_scratch_.as<float>();
+        p.scratch_floats = attn_scratch_.size() / sizeof(float);
+    }
+    cuda::attention(p, stream_);
+    q8_valid_[(int)Act::attn_out] = false;
+}
+
+void CudaBackend::add(Act a, Act b, Act out) {
+    use_device();
+    cuda::add(buf(a), buf(b), buf(out), (int64_t)T_ * width(out), stream_);  // Rule: one rounding
+    q8_valid_[(int)out] = false;
+}
+
+void CudaBackend::router_topk() {
+    use_device();
+    cuda::router_topk(buf(Act::router_logits), T_, hp_.n_expert, hp_.n_expert_used, buf(Act::router_probs),
+                bufs_.act[(int)Act::router_indices].as<int32_t>(), buf(Act::router_weights), stream_);
+}
+
+void CudaBackend::moe_experts(const Tensor& gate_exps, const Tensor& up_exps, const Tensor& down_exps, Act in) {
+    use_device();
+    const int K = hp_.n_expert_used;
+    const int64_t E = hp_.n_embd, F = hp_.n_ff_exp;
+    const DevWeight& g = weight(gate_exps);
+    const DevWeight& u = weight(up_exps);
+    const DevWeight& dn = weight(down_exps);
+    if (g.ne[0] != E || g.ne[1] != F || u.ne[0] != E || u.ne[1] != F || dn.ne[0] != F || dn.ne[1] != E ||
+        width(in) != E)
+        throw std::logic_error("CudaBackend::moe_experts: expert tensor shapes do not fit");
+    const int32_t* ids = bufs_.act[(int)Act::router_indices].as<int32_t>();
+    // Slot (t, r) = expert ids[t][r] in rank order; gate/up read token t's input, down reads
+    // the slot's own hidden activation.
+    auto expert_args = [&](const DevWeight& d, float* out, bool per_slot) {
+        MatvecArgs p = args_for(d, T_, out);
+        p.ids = ids;
+        p.n_used = K;
+        p.act_per_slot = per_slot;
+        return p;
+    };
+    for (const auto& [d, out] : {std::pair<const DevWeight*, Act>{&g, Act::expert_gate}, {&u, Act::expert_up}}) {
+        const MatvecArgs p = expert_args(*d, buf(out), false);
+        if (matvec_uses_q8(d->type, mode_))
+            matvec_q8k(p, q8(in, "moe_experts"), stream_);
+        else
+            matvec_f32act(p, buf(in), stream_);
+    }
+    swiglu(buf(Act::expert_gate), buf(Act::expert_up), buf(Act::expert_swiglu), (int64_t)T_ * K * F, stream_);
+    const MatvecArgs pd = expert_args(dn, buf(Act::expert_out), true);
+    if (matvec_uses_q8(dn.type, mode_)) {
+        if (!bufs_.hidden_q8.get()) throw std::logic_error("CudaBackend::moe_experts: no q8 buffer for the hidden rows");
+        // The down projection's input, quantised once per (token, rank).
+        quantize_q8k(buf(Act::expert_swiglu), bufs_.hidden_q8.as<block_q8k>(), (int64_t)T_ * K, F, stream_);
+        matvec_q8k(pd, bufs_.hidden_q8.as<block_q8k>(), stream_);
+    } else {
+        matvec_f32act(pd, buf(Act::expert_swiglu), stream_);
+    }
+    // Rule: moe[d] = +0.0f; for r: moe[d] = canon_fma(w_r, y_r[d], moe[d])
+    moe_combine(buf(Act::expert_out), buf(Act::router_weights), nullptr, T_, K, E, buf(Act::moe_out), nullptr, stream_);
+    for (Act a : {Act::expert_gate, Act::expert_up, Act::expert_swiglu, Act::expert_out, Act::moe_out})
+        q8_valid_[(int)a] = false;
+}
+
+void CudaBackend::lm_head(const Tensor& w, Act in, Rows rows) {
+    use_device();
+    const DevWeight& d = weight(w);
+    if (rows.r0 < 0 || rows.n < 0 || rows.r0 + rows.n > T_) throw std::logic_error("CudaBackend::lm_head: bad rows");
+    if (d.ne[0] != width(in) || d.ne[1] != width(Act::logits))
+        throw std::logic_error("CudaBackend::lm_head: shape of '" + w.name + "' does not fit");
+    if (rows.n == 0) return;
+    const size_t need = (size_t)rows.n * width(Act::logits) * sizeof(float);
+    if (logits_.size() < need) {  // grows once per larger row count
+        stream_sync(stream_);
+        logits_ = DeviceBuffer();
+        logits_ = DeviceBuffer(need);
+    }
+    const MatvecArgs p = args_for(d, rows.n, logits_.as<float>());
+    const int64_t win = width(in);
+    if (matvec_uses_q8(d.type, mode_))
+        matvec_q8k(p, q8(in, "lm_head") + (int64_t)rows.r0 * (win / QK_K), stream_);
+    else
+        matvec_f32act(p, buf(in) + (int64_t)rows.r0 * win, stream_);
+}
+
+void CudaBackend::copy_to_host(Act a, Rows rows, void* dst) {
+    use_device();
+    const int64_t w = width(a);
+    if (rows.r0 < 0 || rows.n < 0) throw std::logic_error("CudaBackend::copy_to_host: bad rows");
+    const size_t off = (size_t)rows.r0 * w * 4, len = (size_t)rows.n * w * 4;
+    const DeviceBuffer& src = a == Act::logits ? logits_ : bufs_.act[(int)a];
+    if (off + len > src.size()) throw std::logic_error("CudaBackend::copy_to_host: rows outside the buffer");
+    memcpy_d2h(dst, src.as<uint8_t>() + off, len, stream_);  // synchronises the stream
+}
+
+}  // namespace
+
+int parse_cuda_device(const std::string& device) {
+    if (device == "cuda") return 0;
+    if (device.rfind("cuda:", 0) == 0 && device.size() > 5 && device.size() <= 8 &&
+        device.find_first_not_of("0123456789", 5) == std::string::npos)
+        return std::stoi(device.substr(5));
+    throw std::invalid_argument("device must be \"cpu\", \"cuda\" or \"cuda:N\", got \"" + device + "\"");
+}
+
+std::unique_ptr<Backend> make_cuda_backend(const HParams& hp, ActMode mode, int n_ctx, const RopeTable& rope,
+                                           const Weights& w, const CudaBackendOptions& opt) {
+    return std::make_unique<CudaBackend>(hp, mode, n_ctx, rope, w, opt);
+}
+
+}  // namespace qwen3moe::cuda

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# GPU-machine driver (run through the device tool from the repo root): build the package on
+# the device, then run the requested steps, writing logs and JSON under $OUT.
+#   steps: build  cudatests  parity30b  bench30b  cpubench30b  sanitize
+# Carried wheels for packages missing there (gguf) are expected in .whl/.
+set -uo pipefail
+export PYTHONUNBUFFERED=1
+OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
+steps=${*:-build cudatests}
+if ls .whl/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+  export PYTHONPATH=/tmp/site
+fi
+M30=/tmp/coder30b.gguf
+log() { echo "== $(date +%T) $*" | tee -a "$OUT/steps.log"; }
+for step in $steps; do
+  case $step in
+    build)
+      log build
+      nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT/gpu.txt"
+      nproc
+      python3 -m pip install -q --no-build-isolation --no-deps \
+        -Ccmake.define.CMAKE_CUDA_ARCHITECTURES=90 -Cbuild-dir=build/device . 2>&1 | tail -30 \
+        || { echo "build failed"; exit 1; }
+      python3 -c "import qwen3moe; print('cuda_available', qwen3moe.cuda_available())"
+      ;;
+    cudatests)
+      log cudatests
+      (cd tests_py && timeout 900 python3 -m pytest -m cuda -q -x -p no:cacheprovider . 2>&1 | tee "$OUT/cudatests.log" | tail -60)
+      ;;
+    synth30b)
+      log synth30b
+      [ -f $M30 ] || /usr/bin/time -v python3 -m qwen3moe synth $M30 --preset coder30b --data random -q 2>&1 | grep -E "Elapsed|Maximum resident|coder30b"
+      ;;
+    parity30b)
+      log parity30b
+      (cd tests_py && QWEN3MOE_PARITY_MODEL=$M30 timeout 1500 python3 -m pytest -m cuda -q -x -s -p no:cacheprovider test_parity_cuda.py 2>&1 | tee "$OUT/parity30b.log" | tail -60)
+      ;;
+    bench30b)
+      log bench30b
+      python3 -m qwen3moe bench -m $M30 --device cuda -p 512 -n 128 --depth 0,4096 -r 5 --json > "$OUT/bench-cuda.json" 2> "$OUT/bench-cuda.err"
+      python3 -c "import json,sys; [print(r['n_prompt'], r['n_gen'], r['n_depth'], round(r['avg_ts'],1), round(r['stddev_ts'],1), r['peak_vram_bytes']) for r in json.load(open(sys.argv[1]))]" "$OUT/bench-cuda.json"
+      tail -5 "$OUT/bench-cuda.err"
+      ;;
+    cpubench30b)
+      log cpubench30b
+      python3 -m qwen3moe bench -m $M30 --device cpu -t 16 -p 64 -n 32 -r 3 --json > "$OUT/bench-cpu.json" 2> "$OUT/bench-cpu.err"
+      python3 -c "import json,sys; [print(r['n_prompt'], r['n_gen'], r['n_depth'], round(r['avg_ts'],2), round(r['stddev_ts'],2), r['peak_rss_bytes']) for r in json.load(open(sys.argv[1]))]" "$OUT/bench-cpu.json"
+      tail -5 "$OUT/bench-cpu.err"
+      ;;
+    *) echo "unknown step $step"; exit 2 ;;
+  esac
+done
+log done
