@@ -55,6 +55,7 @@ class BenchResult:
 
     @property
     def name(self) -> str:
+        """llama-bench's test name, e.g. "pp512", "tg128 @ d4096"."""
         t = f"pp{self.n_prompt}" if self.n_prompt else f"tg{self.n_gen}"
         return t + (f" @ d{self.n_depth}" if self.n_depth else "")
 
@@ -178,6 +179,7 @@ def format_results(results: Sequence[BenchResult]) -> str:
 
 
 def to_json(results: Sequence[BenchResult]) -> str:
+    """Results as a JSON array of objects with llama-bench's field names."""
     return json.dumps([asdict(r) for r in results], indent=2)
 
 

@@ -106,14 +106,31 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
 # ---- run -------------------------------------------------------------------------------
 
 
-def _positive(kind):
+def _positive(kind, minimum=0):
+    """argparse type: a number of `kind` that is >= minimum (a usage error otherwise)."""
+
     def parse(text: str):
         try:
             v = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"not a number: {text!r}")
-        if v < 0:
-            raise argparse.ArgumentTypeError(f"must be >= 0: {text!r}")
+        if v != v or v < minimum:  # v != v: NaN
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}: {text!r}")
+        return v
+
+    return parse
+
+
+def _fraction(low_open: bool):
+    """argparse type: a float in (0, 1] (low_open) or [0, 1]."""
+
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}")
+        if not ((0.0 < v <= 1.0) if low_open else (0.0 <= v <= 1.0)):
+            raise argparse.ArgumentTypeError(f"must be in {'(0, 1]' if low_open else '[0, 1]'}: {text!r}")
         return v
 
     return parse
@@ -199,8 +216,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("-m", "--model", default=None, help="GGUF file (default: the embedded default model)")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="backend (default: cpu)")
-    p.add_argument("-c", "--ctx", type=int, default=4096, help="context size in tokens (default: 4096)")
-    p.add_argument("-t", "--threads", type=int, default=None, help="CPU threads (default: all)")
+    p.add_argument("-c", "--ctx", type=_positive(int, 1), default=4096, help="context size in tokens (default: 4096)")
+    p.add_argument("-t", "--threads", type=_positive(int, 1), default=None, help="CPU threads (default: all)")
 
 
 def _add_run(sub: argparse._SubParsersAction) -> None:
@@ -217,8 +234,8 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-n", type=_positive(int), default=64, help="max tokens to generate (default: 64)")
     p.add_argument("--temp", type=_positive(float), default=0.0, help="temperature; 0 = greedy (default: 0)")
     p.add_argument("--top-k", type=_positive(int), default=0, help="top-k cut; 0 = off (default: 0)")
-    p.add_argument("--top-p", type=float, default=1.0, help="nucleus cut in (0, 1] (default: 1)")
-    p.add_argument("--min-p", type=_positive(float), default=0.0, help="min-p cut in [0, 1] (default: 0)")
+    p.add_argument("--top-p", type=_fraction(True), default=1.0, help="nucleus cut in (0, 1] (default: 1)")
+    p.add_argument("--min-p", type=_fraction(False), default=0.0, help="min-p cut in [0, 1] (default: 0)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed; same seed, same tokens (default: 0)")
     p.set_defaults(func=_cmd_run)
 
@@ -362,7 +379,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-p", type=_int_list, default=[512], help="prompt sizes, comma-separated (default: 512)")
     p.add_argument("-n", type=_int_list, default=[128], help="generation lengths, comma-separated (default: 128)")
     p.add_argument("--depth", type=_int_list, default=[0], help="context depths, comma-separated (default: 0)")
-    p.add_argument("-r", type=int, default=5, help="timed repetitions (default: 5)")
+    p.add_argument("-r", type=_positive(int, 1), default=5, help="timed repetitions (default: 5)")
     p.add_argument("--json", action="store_true", help="print JSON (llama-bench fields)")
     p.set_defaults(func=_cmd_bench)
 
@@ -394,8 +411,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (GGUFError, UnsupportedTypeError, OutOfMemoryError, FileNotFoundError, ValueError) as e:
-        print(f"qwen3moe {args.command}: error: {e}", file=sys.stderr)
+    except (GGUFError, UnsupportedTypeError, OutOfMemoryError, OSError, ValueError, IndexError, RuntimeError) as e:
+        # Errors in the work itself (bad file, no GPU, out of memory): one line, exit code 1.
+        msg = " ".join(str(e).split()) or type(e).__name__
+        print(f"qwen3moe {args.command}: error: {msg}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)

@@ -44,6 +44,7 @@ class StageDiff:
     first_diff_token: int | None = None
 
     def to_dict(self) -> dict:
+        """The row as a JSON-ready dict (shape as a list)."""
         d = asdict(self)
         d["shape"] = list(self.shape)
         return d
@@ -118,19 +119,23 @@ class Comparison(list):
 
     @property
     def min_cosine(self) -> float:
+        """Lowest cosine over the float stages (1.0 when there are none)."""
         vals = [r.cosine for r in self if r.sets_equal is None]
         return min(vals) if vals else 1.0
 
     @property
     def n_diff(self) -> int:
+        """Elements whose bits differ, summed over all rows (the numerics contract wants 0)."""
         return sum(r.n_diff for r in self)
 
     @property
     def all_identical(self) -> bool:
+        """True when every row is bit-identical."""
         return all(r.identical for r in self)
 
     @property
     def routers_agree(self) -> bool:
+        """True when every router-index row selects the same expert set for every token."""
         return all(r.sets_equal for r in self if r.sets_equal is not None)
 
     def worst(self, n: int = 5) -> list[StageDiff]:
@@ -139,6 +144,7 @@ class Comparison(list):
         return sorted(rows, key=lambda r: (r.cosine if not math.isnan(r.cosine) else -2.0))[:n]
 
     def to_list(self) -> list[dict]:
+        """Rows as plain dicts (JSON-ready; what `qwen3moe parity --json` prints)."""
         return [r.to_dict() for r in self]
 
     def _rows(self) -> list[list[str]]:

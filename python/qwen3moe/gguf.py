@@ -109,7 +109,7 @@ def inspect(path: str | os.PathLike[str]) -> GGUFInfo:
     """
     p = os.fspath(path)
     if not os.path.exists(p):
-        raise FileNotFoundError(p)
+        raise FileNotFoundError(f"no such file: {p!r}")
     return _to_info(_core.gguf_read(p), p)
 
 

@@ -17,12 +17,15 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Literal, Mapping, Sequence, overload
 
 import numpy as np
 
 from . import _core
 from .stages import ALL_STAGES, LAYER_STAGES
+
+if TYPE_CHECKING:
+    from .tokenizer import Tokenizer
 
 __all__ = ["Captures", "ForwardResult", "Model", "load"]
 
@@ -32,7 +35,10 @@ _LOGITS_MODES = ("last", "all", "none")
 # ---- captures ------------------------------------------------------------------------------
 
 
-class Captures(Mapping):
+CaptureKey = tuple[str, int | None]  # (stage, layer); layer None for embed, final_norm, logits
+
+
+class Captures(Mapping[CaptureKey, np.ndarray]):
     """Captured tensors keyed by (stage, layer); layer is None for embed, final_norm, logits.
 
     `captures["q", 3]`, `captures["embed"]` (= `captures["embed", None]`); each value is a
@@ -88,13 +94,13 @@ class Captures(Mapping):
 
     def save(self, path: str | os.PathLike) -> None:
         """Write an .npz file: keys "stage" for embed/final_norm/logits, "stage.layer" otherwise."""
-        arrays = {(s if l is None else f"{s}.{l}"): a for (s, l), a in self.to_dict().items()}
+        arrays: dict[str, Any] = {(s if l is None else f"{s}.{l}"): a for (s, l), a in self.to_dict().items()}
         np.savez(path, **arrays)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Captures":
         """Read a file written by `save`."""
-        data = {}
+        data: dict[CaptureKey, np.ndarray] = {}
         with np.load(path) as z:
             for name in z.files:
                 stage, dot, layer = name.rpartition(".")
@@ -102,7 +108,8 @@ class Captures(Mapping):
         return cls(data)
 
     def __repr__(self) -> str:
-        return f"Captures(stages={self.stages}, layers={self.layers})"
+        n_tok = next(iter(self._data.values())).shape[0] if self._data else 0
+        return f"Captures({len(self)} arrays, {n_tok} tokens, stages={self.stages}, layers={self.layers})"
 
 
 def _order(key: tuple[str, int | None]) -> tuple:
@@ -192,7 +199,7 @@ class Model:
         self._hp = hp
         self.n_ctx = int(self._core.n_ctx)
         self.threads = int(self._core.threads)
-        self._tokenizer = None
+        self._tokenizer: Tokenizer | None = None
         self._metadata: dict | None = None
         self.last_stats: dict | None = None  # timing of the last generate()
 
@@ -267,7 +274,7 @@ class Model:
     # -- text --------------------------------------------------------------------------------
 
     @property
-    def tokenizer(self) -> Any:
+    def tokenizer(self) -> Tokenizer:
         """The tokenizer built from the file's tokenizer.* metadata (created on first use)."""
         if self._tokenizer is None:
             from .tokenizer import Tokenizer
@@ -286,6 +293,21 @@ class Model:
     def apply_chat_template(self, messages: list[dict], add_generation_prompt: bool = True) -> str:
         """Render chat messages with the file's chat template."""
         return self.tokenizer.apply_chat_template(messages, add_generation_prompt=add_generation_prompt)
+
+    @overload
+    def generate(self, prompt_or_ids: str | Sequence[int], max_tokens: int = ..., temperature: float = ...,
+                 top_k: int = ..., top_p: float = ..., min_p: float = ..., seed: int = ...,
+                 stop: str | Sequence[str] | None = ..., stream: Literal[False] = ...) -> str: ...
+
+    @overload
+    def generate(self, prompt_or_ids: str | Sequence[int], max_tokens: int = ..., temperature: float = ...,
+                 top_k: int = ..., top_p: float = ..., min_p: float = ..., seed: int = ...,
+                 stop: str | Sequence[str] | None = ..., *, stream: Literal[True]) -> Iterator[str]: ...
+
+    @overload
+    def generate(self, prompt_or_ids: str | Sequence[int], max_tokens: int = ..., temperature: float = ...,
+                 top_k: int = ..., top_p: float = ..., min_p: float = ..., seed: int = ...,
+                 stop: str | Sequence[str] | None = ..., stream: bool = ...) -> str | Iterator[str]: ...
 
     def generate(self, prompt_or_ids: str | Sequence[int], max_tokens: int = 128, temperature: float = 0.0,
                  top_k: int = 0, top_p: float = 1.0, min_p: float = 0.0, seed: int = 0,
@@ -368,10 +390,12 @@ class Model:
 
     @property
     def weights_bytes(self) -> int:
+        """Bytes of the file mapping the weights use."""
         return int(self.memory()["weights_mapped"])
 
     @property
     def n_params(self) -> int:
+        """Parameter count implied by the hyperparameters (embeddings and output included)."""
         hp = self._hp
         e, q, kv, f, ne = hp["n_embd"], hp["n_head"] * hp["head_dim"], hp["n_head_kv"] * hp["head_dim"], hp["n_ff_exp"], hp["n_expert"]
         per_layer = e * (q + 2 * kv) + q * e + e * ne + 3 * e * f * ne + 2 * e + 2 * hp["head_dim"]
@@ -380,6 +404,7 @@ class Model:
 
     @property
     def kv_type(self) -> str:
+        """Element type of the KV cache: "f16" (q8 mode) or "f32" (f32 reference mode)."""
         return "f16" if self.activations == "q8" else "f32"
 
     def describe_type(self) -> str:
@@ -514,7 +539,7 @@ def _upload_progress(path: str, device: str, progress: Any) -> Callable[[int, in
         return progress
     if progress is None and os.path.getsize(path) < (256 << 20):
         return None
-    from tqdm.auto import tqdm
+    from tqdm.auto import tqdm  # type: ignore[import-untyped,unused-ignore]
 
     bar: list = []
 

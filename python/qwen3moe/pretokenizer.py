@@ -18,7 +18,7 @@ import array
 import functools
 import unicodedata
 
-import regex
+import regex  # type: ignore[import-untyped,unused-ignore]
 
 from ._unicode_classes import LETTER_RANGES, NUMBER_RANGES
 

@@ -66,10 +66,10 @@ def type_id(type: TypeLike) -> int:
             raise UnsupportedTypeError(f"unknown tensor type id {t}")
         return t
     if isinstance(type, str):
-        t = TYPES.get(type.upper())
-        if t is None:
+        found = TYPES.get(type.upper())
+        if found is None:
             raise UnsupportedTypeError(f"unknown tensor type {type!r}")
-        return t
+        return found
     raise TypeError(f"tensor type must be a name or an integer id, not {type!r}")
 
 

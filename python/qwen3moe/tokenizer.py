@@ -28,7 +28,7 @@ import heapq
 import operator
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
-import regex
+import regex  # type: ignore[import-untyped,unused-ignore]
 
 from .pretokenizer import PreTokenizer
 
@@ -197,7 +197,7 @@ class Tokenizer:
 
         self._added_all = alternation((TOKEN_TYPE_CONTROL, TOKEN_TYPE_UNKNOWN, TOKEN_TYPE_USER_DEFINED))
         self._added_user = alternation((TOKEN_TYPE_USER_DEFINED,))
-        self._added_ids = {}
+        self._added_ids: dict[str, int] = {}
         for i, t in enumerate(toks):
             if ttypes[i] in (TOKEN_TYPE_CONTROL, TOKEN_TYPE_UNKNOWN, TOKEN_TYPE_USER_DEFINED) and t:
                 self._added_ids.setdefault(t, i)

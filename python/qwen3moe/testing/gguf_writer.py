@@ -396,7 +396,7 @@ class TensorInfo:
 
 def _as_bytes_view(chunk: Any) -> memoryview:
     if isinstance(chunk, np.ndarray):
-        return memoryview(np.ascontiguousarray(chunk)).cast("B")
+        return np.ascontiguousarray(chunk).data.cast("B")
     return memoryview(chunk).cast("B")
 
 
@@ -517,6 +517,8 @@ class GGUFWriter:
 
     def _write_tensor(self, f, t: TensorInfo, progress) -> None:
         src = t.data
+        if src is None:
+            raise ValueError(f"tensor {t.name!r} has no data source (only a sparse file can be written)")
         chunks = [src] if isinstance(src, (bytes, bytearray, memoryview, np.ndarray)) else src()
         written = 0
         for c in chunks:

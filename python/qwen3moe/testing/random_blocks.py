@@ -117,7 +117,7 @@ def random_blocks(type_name: str, n_blocks: int, rng: np.random.Generator, std: 
         return _k_quant(rng, n, std, 5, tsize)
     # Q6_K: ql[128] qh[64] scales[16] (int8) d (f16)
     sc_set = np.arange(16, 128)
-    e2 = np.mean(sc_set.astype(np.float64) ** 2) * (341.25 + 0.25)
+    e2 = float(np.mean(sc_set.astype(np.float64) ** 2)) * (341.25 + 0.25)
     d = _block_scales(rng, n, std / math.sqrt(e2))
     sc = rng.integers(16, 128, size=(n, 16)) * rng.choice(np.array([-1, 1]), size=(n, 16))
     out = np.empty((n, tsize), np.uint8)
@@ -150,7 +150,7 @@ class BlockPool:
             raise ValueError(f"{nbytes} bytes is not a whole number of {self.type_name} blocks")
         chunk = max(self.type_size, min(chunk_bytes, self.nbytes) // self.type_size * self.type_size)
         pos = self.start_block(index) * self.type_size
-        mv = memoryview(self._buf)
+        mv = memoryview(self._buf.data)
         left = nbytes
         while left:
             take = min(left, chunk)

@@ -55,7 +55,7 @@ def _recipe_type(recipe: str, spec: TensorSpec, n_layer: int) -> str:
         base = "Q4_K" if recipe == "Q4_K_M" else "Q5_K"
         if spec.role == "output":
             return "Q6_K"
-        if spec.role in ("attn_v", "ffn_down_exps") and use_more_bits(spec.layer, n_layer):
+        if spec.role in ("attn_v", "ffn_down_exps") and spec.layer is not None and use_more_bits(spec.layer, n_layer):
             return "Q6_K"
         return base
     return recipe
@@ -108,13 +108,13 @@ def assign_types(specs: list[TensorSpec], n_layer: int, types: str | Mapping[str
                 raise ValueError(f"types mapping keys must be names or globs, got {pat!r}")
             _check_type(t, f"types[{pat!r}]")
         for s in specs:
-            t = _mapping_type(types, s)
-            if t is None:
+            found = _mapping_type(types, s)
+            if found is None:
                 if s.kind != "matrix":
-                    t = "F32"
+                    found = "F32"
                 else:
                     raise ValueError(f"tensor {s.name!r}: no entry of the types mapping matches it (add '*')")
-            out[s.name] = t.upper()
+            out[s.name] = found.upper()
     else:
         raise ValueError(f"types must be a recipe/type name or a mapping, got {type(types).__name__}")
     for s in specs:

@@ -203,7 +203,7 @@ def write_model(
         if data == "sparse":
             return w.write(sparse=True)
         if progress is True:
-            from tqdm import tqdm
+            from tqdm import tqdm  # type: ignore[import-untyped,unused-ignore]
 
             with tqdm(total=w.total_tensor_bytes(), unit="B", unit_scale=True, unit_divisor=1024,
                       desc=os.path.basename(os.fspath(path))) as bar:
