@@ -249,8 +249,22 @@ void CpuBackend::moe_experts(const Tensor& gate_exps, const Tensor& up_exps, con
             i += r1 - r0;
         }
     };
-    par((int64_t)n_active * F, (int64_t)n_ent * F * E * 2, [&](int64_t i0, int64_t i1, int tid) {
+    // The pool splits work units (rows x tokens of each expert), not rows, so a thread whose
+    // rows belong to a popular expert does not hold up the others (prefill); a unit boundary w
+    // maps to the global row active_row(w), monotone in w, so the chunks still partition the rows.
+    auto active_row = [&](int64_t w, int64_t rows_per_expert) -> int64_t {
+        for (int a = 0; a < n_active; ++a) {
+            const int e = grp_active_[a];
+            const int64_t cnt = grp_off_[e + 1] - grp_off_[e];
+            const int64_t units = cnt * rows_per_expert;
+            if (w < units) return (int64_t)a * rows_per_expert + (w + cnt - 1) / cnt;
+            w -= units;
+        }
+        return (int64_t)n_active * rows_per_expert;
+    };
+    par((int64_t)n_ent * F, (int64_t)n_ent * F * E * 2, [&](int64_t w0, int64_t w1, int tid) {
         float* scr = scratch_.data() + tid * scratch_stride_;
+        const int64_t i0 = active_row(w0, F), i1 = active_row(w1, F);
         run_rows(gate_exps, F, g_in_.data(), E, gin_q8, nbE, g_gate_.data(), F, i0, i1, scr);
         run_rows(up_exps, F, g_in_.data(), E, gin_q8, nbE, g_up_.data(), F, i0, i1, scr);
     });
@@ -266,8 +280,9 @@ void CpuBackend::moe_experts(const Tensor& gate_exps, const Tensor& up_exps, con
     });
 
     // 5. down: work items (active expert, output row)
-    par((int64_t)n_active * E, (int64_t)n_ent * F * E, [&](int64_t i0, int64_t i1, int tid) {
+    par((int64_t)n_ent * E, (int64_t)n_ent * F * E, [&](int64_t w0, int64_t w1, int tid) {
         float* scr = scratch_.data() + tid * scratch_stride_;
+        const int64_t i0 = active_row(w0, E), i1 = active_row(w1, E);
         run_rows(down_exps, E, g_act_.data(), F, d_q8 ? g_act_q8_.data() : nullptr, nbF, g_down_.data(), E, i0, i1, scr);
     });
 

@@ -47,17 +47,30 @@ inline void k4_scales_x16(const uint8_t* packed, WK4* w) {
     w->m16 = _mm256_or_si256(m32, _mm256_slli_epi32(m32, 16));
 }
 
-inline float block_k4(const WK4& w, const block_q8k& a) {
+// 8-lane partial sums of the block's integer sums: lanes of *is sum to isum, of *ms to msum.
+inline void parts_k4(const WK4& w, const block_q8k& a, __m256i* is, __m256i* ms) {
     __m512i acc = _mm512_setzero_si512();
 #pragma GCC unroll 4
     for (int c = 0; c < 4; ++c) {
         const __m512i p = _mm512_maddubs_epi16(w.q[c], _mm512_loadu_si512((const void*)(a.qs + 64 * c)));
         acc = _mm512_dpwssd_epi32(acc, p, w.sc[c]);
     }
-    const __m256i mins = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i*)a.bsums), w.m16);
+    *ms = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i*)a.bsums), w.m16);
+    *is = _mm256_add_epi32(_mm512_castsi512_si256(acc), _mm512_extracti64x4_epi64(acc, 1));
+}
+
+inline float block_k4(const WK4& w, const block_q8k& a) {
+    __m256i is, ms;
+    parts_k4(w, a, &is, &ms);
     int32_t isum, msum;
-    hsum2_i32x8(_mm256_add_epi32(_mm512_castsi512_si256(acc), _mm512_extracti64x4_epi64(acc, 1)), mins, &isum, &msum);
+    hsum2_i32x8(is, ms, &isum, &msum);
     return canon_block_q4k(a.d, w.d, w.dmin, isum, msum);
+}
+
+// canon_block_q4k on 8 lanes: fma(da*d, (float)isum, -((da*dmin)*(float)msum)).
+inline __m256 canon_k4_x8(__m256 da, __m256 d, __m256 dmin, __m256i isum, __m256i msum) {
+    const __m256 m = _mm256_mul_ps(_mm256_mul_ps(da, dmin), _mm256_cvtepi32_ps(msum));
+    return _mm256_fmadd_ps(_mm256_mul_ps(da, d), _mm256_cvtepi32_ps(isum), _mm256_xor_ps(m, _mm256_set1_ps(-0.0f)));
 }
 
 inline void k4_nibbles(const uint8_t* qs, WK4* w) {
@@ -80,6 +93,11 @@ struct KQ4K {
         return w;
     }
     static float block(const W& w, const block_q8k& a) { return block_k4(w, a); }
+    static void parts(const W& w, const block_q8k& a, __m256i* is, __m256i* ms) { parts_k4(w, a, is, ms); }
+    static float dmin(const W& w) { return w.dmin; }
+    static __m256 canon_x8(__m256 da, __m256 d, __m256 dmin, __m256i is, __m256i ms) {
+        return canon_k4_x8(da, d, dmin, is, ms);
+    }
 };
 
 struct KQ5K {
@@ -102,6 +120,11 @@ struct KQ5K {
         return w;
     }
     static float block(const W& w, const block_q8k& a) { return block_k4(w, a); }
+    static void parts(const W& w, const block_q8k& a, __m256i* is, __m256i* ms) { parts_k4(w, a, is, ms); }
+    static float dmin(const W& w) { return w.dmin; }
+    static __m256 canon_x8(__m256 da, __m256 d, __m256 dmin, __m256i is, __m256i ms) {
+        return canon_k4_x8(da, d, dmin, is, ms);
+    }
 };
 
 struct KQ6K {
@@ -137,7 +160,7 @@ struct KQ6K {
         w.d = f16_to_f32_hw(x.d);
         return w;
     }
-    static float block(const W& w, const block_q8k& a) {
+    static void parts(const W& w, const block_q8k& a, __m256i* is, __m256i* ms) {
         __m512i acc = _mm512_setzero_si512();
 #pragma GCC unroll 4
         for (int k = 0; k < 4; ++k) {
@@ -145,9 +168,19 @@ struct KQ6K {
             acc = _mm512_dpwssd_epi32(acc, p, w.sc[k]);
         }
         const __m256i off = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i*)a.bsums), w.sc16);
-        __m256i s = _mm256_add_epi32(_mm512_castsi512_si256(acc), _mm512_extracti64x4_epi64(acc, 1));
-        s = _mm256_sub_epi32(s, _mm256_slli_epi32(off, 5));
-        return canon_block_q6k(a.d, w.d, hsum_i32x8(s));
+        const __m256i s = _mm256_add_epi32(_mm512_castsi512_si256(acc), _mm512_extracti64x4_epi64(acc, 1));
+        *is = _mm256_sub_epi32(s, _mm256_slli_epi32(off, 5));
+        *ms = _mm256_setzero_si256();
+    }
+    static float block(const W& w, const block_q8k& a) {
+        __m256i is, ms;
+        parts(w, a, &is, &ms);
+        return canon_block_q6k(a.d, w.d, hsum_i32x8(is));
+    }
+    static float dmin(const W&) { return 0.0f; }
+    // canon_block_q6k on 8 lanes: (da*d)*(float)isum.
+    static __m256 canon_x8(__m256 da, __m256 d, __m256, __m256i is, __m256i) {
+        return _mm256_mul_ps(_mm256_mul_ps(da, d), _mm256_cvtepi32_ps(is));
     }
 };
 
@@ -206,13 +239,89 @@ struct KQ4_0 {
     }
 };
 
+// Transposed K-quant row loops: the integer parts of 8 (block, token) pairs are reduced
+// together (reduce_i32x8x8) and their canonical float terms computed 8 lanes at a time, with the
+// same per-lane operations as canon_block_* (mul, int->float conversion, fma, sign flip). The
+// lane partials get exactly the canon_row_add sequence (ascending b, from +0.0f) and the row
+// value the canon_tree32 sequence, so the bits equal dot_rows<K> / dot-ref.cpp.
+//
+// One token: blocks b0..b0+7 at a time; block b0+k is lane k, added into canonical lane
+// (b0 % 32) + k (b0 is a multiple of 8); a masked add covers a final group of < 8 blocks.
+template <class K>
+void dot_row1_x8(const void* w_row, const block_q8k* a, int64_t nb, float* out) {
+    alignas(32) float p[kCanonLanes];
+    canon_row_init(p);
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    for (int64_t b0 = 0; b0 < nb; b0 += 8) {
+        const int cnt = nb - b0 < 8 ? (int)(nb - b0) : 8;
+        __m256i is[8], ms[8];
+        alignas(32) float d[8] = {0}, dm[8] = {0};
+        for (int k = 0; k < cnt; ++k) {
+            const typename K::W w = K::decode(w_row, b0 + k);
+            K::parts(w, a[b0 + k], &is[k], &ms[k]);
+            d[k] = w.d;
+            dm[k] = K::dmin(w);
+        }
+        for (int k = cnt; k < 8; ++k) is[k] = ms[k] = _mm256_setzero_si256();
+        const __mmask8 live = (__mmask8)((1u << cnt) - 1u);
+        // da: a[b0 + k].d (block_q8k is 73 floats; d first); dead lanes read a[b0].d
+        const __m256i idx = _mm256_mullo_epi32(_mm256_maskz_mov_epi32(live, lane), _mm256_set1_epi32(73));
+        const __m256 da = _mm256_i32gather_ps(&a[b0].d, idx, 4);
+        const __m256 c = K::canon_x8(da, _mm256_load_ps(d), _mm256_load_ps(dm), reduce_i32x8x8(is), reduce_i32x8x8(ms));
+        float* pl = p + (b0 % kCanonLanes);
+        _mm256_storeu_ps(pl, _mm256_mask_add_ps(_mm256_loadu_ps(pl), live, _mm256_loadu_ps(pl), c));
+    }
+    out[0] = tree32_mem(p);
+}
+
+// Several tokens: 8 tokens at a time share each decoded weight block; token t0+j is lane j.
+template <class K>
+void dot_rows_x8(const void* w_row, const block_q8k* a, int64_t a_stride, int n_tok, int64_t nb, float* out,
+                 int64_t out_stride) {
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    for (int t0 = 0; t0 < n_tok; t0 += 8) {
+        const int nt = n_tok - t0 < 8 ? n_tok - t0 : 8;
+        const __mmask8 live = (__mmask8)((1u << nt) - 1u);
+        const block_q8k* at = a + (int64_t)t0 * a_stride;
+        const __m256i idx = _mm256_mullo_epi32(_mm256_maskz_mov_epi32(live, lane), _mm256_set1_epi32((int)(a_stride * 73)));
+        __m256 p[kCanonLanes];
+        for (int l = 0; l < kCanonLanes; ++l) p[l] = _mm256_setzero_ps();
+        for (int64_t b = 0; b < nb; ++b) {
+            const typename K::W w = K::decode(w_row, b);
+            __m256i is[8], ms[8];
+            for (int j = 0; j < nt; ++j) K::parts(w, at[j * a_stride + b], &is[j], &ms[j]);
+            for (int j = nt; j < 8; ++j) is[j] = ms[j] = _mm256_setzero_si256();
+            const __m256 da = _mm256_i32gather_ps(&at[b].d, idx, 4);
+            const __m256 c = K::canon_x8(da, _mm256_set1_ps(w.d), _mm256_set1_ps(K::dmin(w)), reduce_i32x8x8(is),
+                                         reduce_i32x8x8(ms));
+            p[b % kCanonLanes] = _mm256_add_ps(p[b % kCanonLanes], c);
+        }
+        for (int s = kCanonLanes / 2; s >= 1; s >>= 1)
+            for (int l = 0; l < s; ++l) p[l] = _mm256_add_ps(p[l], p[l + s]);
+        alignas(32) float r[8];
+        _mm256_store_ps(r, p[0]);
+        for (int j = 0; j < nt; ++j) out[(int64_t)(t0 + j) * out_stride] = r[j];
+    }
+}
+
+template <class K>
+void dot_rows_k(const void* w_row, const block_q8k* a, int64_t a_stride, int n_tok, int64_t nb, float* out,
+                int64_t out_stride) {
+    if (n_tok == 1)
+        dot_row1_x8<K>(w_row, a, nb, out);
+    else if (a_stride > (1 << 20))  // gather offsets (int32 floats) would overflow
+        dot_rows<K>(w_row, a, a_stride, n_tok, nb, out, out_stride);
+    else
+        dot_rows_x8<K>(w_row, a, a_stride, n_tok, nb, out, out_stride);
+}
+
 void dot_q8k_avx512(uint32_t type, const void* w_row, const block_q8k* a, int64_t a_stride, int n_tok, int64_t n,
                     float* out, int64_t out_stride) {
     const int64_t nb = n / QK_K;
     switch (type) {
-        case GGML_TYPE_Q4_K: dot_rows<KQ4K>(w_row, a, a_stride, n_tok, nb, out, out_stride); break;
-        case GGML_TYPE_Q5_K: dot_rows<KQ5K>(w_row, a, a_stride, n_tok, nb, out, out_stride); break;
-        case GGML_TYPE_Q6_K: dot_rows<KQ6K>(w_row, a, a_stride, n_tok, nb, out, out_stride); break;
+        case GGML_TYPE_Q4_K: dot_rows_k<KQ4K>(w_row, a, a_stride, n_tok, nb, out, out_stride); break;
+        case GGML_TYPE_Q5_K: dot_rows_k<KQ5K>(w_row, a, a_stride, n_tok, nb, out, out_stride); break;
+        case GGML_TYPE_Q6_K: dot_rows_k<KQ6K>(w_row, a, a_stride, n_tok, nb, out, out_stride); break;
         case GGML_TYPE_Q8_0: dot_rows<KQ8_0>(w_row, a, a_stride, n_tok, nb, out, out_stride); break;
         case GGML_TYPE_Q4_0: dot_rows<KQ4_0>(w_row, a, a_stride, n_tok, nb, out, out_stride); break;
         default: break;  // validated by the dispatcher

@@ -1,6 +1,10 @@
-// Thread pool implementation: a generation counter bumped under the mutex (so sleeping workers
-// never miss a job), short spins before sleeping on either side, and a pending counter.
+// Thread pool implementation: an atomic generation counter publishes each job (no lock on the
+// fast path), workers spin on it for a while and then sleep on a condition variable (Dekker
+// handshake on sleepers_/generation_, both seq_cst, so a sleeping worker is always notified),
+// and the caller spins on an atomic pending counter.
 #include "runtime/thread-pool.h"
+
+#include <chrono>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -13,7 +17,12 @@ namespace qwen3moe {
 
 namespace {
 thread_local bool t_in_worker = false;  // true inside a pool chunk (nested calls run serially)
-constexpr int kSpin = 256;          // pause iterations before sleeping (a few microseconds)
+constexpr int64_t kSpinNs = 2000000;    // workers spin this long after a job before sleeping
+constexpr int kCallerSpin = 1 << 14;    // caller pause iterations before it starts yielding
+int64_t now_ns() {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+}
 }  // namespace
 
 ThreadPool::ThreadPool(int n_threads) {
@@ -29,8 +38,8 @@ ThreadPool::ThreadPool(int n_threads) {
 ThreadPool::~ThreadPool() {
     {
         std::lock_guard<std::mutex> lk(mu_);
-        stop_ = true;
-        generation_.fetch_add(1, std::memory_order_release);
+        stop_.store(true, std::memory_order_seq_cst);
+        generation_.fetch_add(1, std::memory_order_seq_cst);
     }
     cv_work_.notify_all();
     for (auto& t : workers_) t.join();
@@ -52,18 +61,29 @@ void ThreadPool::worker(int index) {
     uint64_t seen = 0;
     t_in_worker = true;
     for (;;) {
-        for (int i = 0; i < kSpin && generation_.load(std::memory_order_acquire) == seen; ++i) Q3_PAUSE();
-        {
+        // spin (checking the clock every 256 pauses) until a new generation or kSpinNs passed
+        const int64_t t0 = now_ns();
+        for (;;) {
+            bool changed = false;
+            for (int i = 0; i < 256; ++i) {
+                if (generation_.load(std::memory_order_acquire) != seen) {
+                    changed = true;
+                    break;
+                }
+                Q3_PAUSE();
+            }
+            if (changed || now_ns() - t0 > kSpinNs) break;
+        }
+        if (generation_.load(std::memory_order_acquire) == seen) {
             std::unique_lock<std::mutex> lk(mu_);
-            cv_work_.wait(lk, [&] { return stop_ || generation_.load(std::memory_order_acquire) != seen; });
-            if (stop_) return;
-            seen = generation_.load(std::memory_order_acquire);
+            sleepers_.fetch_add(1, std::memory_order_seq_cst);
+            cv_work_.wait(lk, [&] { return generation_.load(std::memory_order_seq_cst) != seen; });
+            sleepers_.fetch_sub(1, std::memory_order_relaxed);
         }
+        if (stop_.load(std::memory_order_acquire)) return;
+        seen = generation_.load(std::memory_order_acquire);
         run_chunk(index);
-        if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
-            std::lock_guard<std::mutex> lk(mu_);
-            cv_done_.notify_one();
-        }
+        pending_.fetch_sub(1, std::memory_order_acq_rel);
     }
 }
 
@@ -83,24 +103,27 @@ void ThreadPool::run(int64_t n, Thunk thunk, void* ctx) {
         return;
     }
     std::lock_guard<std::mutex> run_lk(run_mu_);
-    {
-        std::lock_guard<std::mutex> lk(mu_);
-        n_ = n;
-        thunk_ = thunk;
-        ctx_ = ctx;
-        error_ = nullptr;
-        pending_.store(n_threads_ - 1, std::memory_order_relaxed);
-        generation_.fetch_add(1, std::memory_order_release);
+    n_ = n;
+    thunk_ = thunk;
+    ctx_ = ctx;
+    pending_.store(n_threads_ - 1, std::memory_order_relaxed);
+    generation_.fetch_add(1, std::memory_order_seq_cst);  // publishes the job fields above
+    if (sleepers_.load(std::memory_order_seq_cst) > 0) {
+        { std::lock_guard<std::mutex> lk(mu_); }  // a worker between its check and wait() holds mu_
+        cv_work_.notify_all();
     }
-    cv_work_.notify_all();
     t_in_worker = true;
     run_chunk(0);
     t_in_worker = false;
-    for (int i = 0; i < kSpin && pending_.load(std::memory_order_acquire) != 0; ++i) Q3_PAUSE();
+    for (int i = 0; pending_.load(std::memory_order_acquire) != 0; ++i) {
+        if (i < kCallerSpin)
+            Q3_PAUSE();
+        else
+            std::this_thread::yield();
+    }
     std::exception_ptr err;
     {
-        std::unique_lock<std::mutex> lk(mu_);
-        cv_done_.wait(lk, [&] { return pending_.load(std::memory_order_acquire) == 0; });
+        std::lock_guard<std::mutex> lk(mu_);
         err = error_;
         error_ = nullptr;
     }

@@ -7,8 +7,12 @@
 // thread count. The callable is passed by reference without type erasure into a heap object:
 // no allocation per call. A parallel_for issued from inside a worker runs serially (no nesting).
 // The first exception thrown by any chunk is rethrown on the calling thread.
-// Waiting: workers and the caller spin briefly (a decode step issues dozens of short jobs)
-// and then sleep on a condition variable, so idle pools cost no CPU.
+// Waiting: a decode step issues hundreds of short jobs (several per layer), so the fast path
+// takes no lock: the caller publishes a job by bumping an atomic generation, workers spin on
+// it (pause) for up to kSpinNs after their last job and only then sleep on a condition
+// variable (the caller notifies only when someone sleeps), and the caller spins on an atomic
+// pending count (yielding after a while, for oversubscribed machines). Idle pools cost no CPU
+// once the spin window has passed.
 #pragma once
 #include <atomic>
 #include <condition_variable>
@@ -53,16 +57,16 @@ private:
     int n_threads_;                  // threads including the caller
     std::vector<std::thread> workers_;  // size n_threads_ - 1; worker i runs chunk i + 1
     std::mutex mu_;
-    std::condition_variable cv_work_;   // workers wait for a new generation
-    std::condition_variable cv_done_;   // caller waits for pending_ == 0
-    std::atomic<uint64_t> generation_{0};  // bumped (under mu_) per parallel_for
+    std::condition_variable cv_work_;   // sleeping workers wait for a new generation
+    std::atomic<uint64_t> generation_{0};  // bumped per parallel_for (and at destruction)
     std::atomic<int> pending_{0};          // workers still running the current job
-    bool stop_ = false;                    // set under mu_ at destruction
+    std::atomic<int> sleepers_{0};         // workers blocked (or about to block) on cv_work_
+    std::atomic<bool> stop_{false};        // set (under mu_) at destruction
     // current job
     int64_t n_ = 0;
     Thunk thunk_ = nullptr;
     void* ctx_ = nullptr;
-    std::exception_ptr error_;  // first exception of the current job
+    std::exception_ptr error_;  // first exception of the current job (under mu_)
     std::mutex run_mu_;         // serialises concurrent parallel_for callers
 };
 
