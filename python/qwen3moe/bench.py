@@ -113,11 +113,13 @@ def run_bench(
             toks = _tokens(max(p, g), vocab, 2)
 
             def work() -> None:
+                # As llama-bench: the LM head runs for the last token of each step and the
+                # logits reach host memory.
                 if p:
-                    model.forward(toks[:p], logits="none")
+                    model.forward(toks[:p], logits="last")
                 else:
                     for t in toks[:g]:
-                        model.decode(t, logits="none")
+                        model.decode(t, logits="last")
 
             samples = []
             for rep in range(repetitions + 1):
