@@ -301,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
         opt.step()
         step += 1
         if step % (1 if args.smoke else 50) == 0 or step == total_steps:
-            rec = {"step": step, "t": round(time.time() - t_train, 2), "lr": lr, "loss": float(lm)}
+            rec = {"step": step, "t": round(time.time() - t_train, 2), "lr": lr, "loss": lm.item()}
             if step % (2 if args.smoke else 500) == 0 or step == total_steps:
                 rec["heldout_loss"] = held_loss()
             curve.append(rec)
