@@ -501,16 +501,21 @@ def test_determinism(tmp_path, tiny_path):
 
 
 def test_default_model_path(tmp_path, monkeypatch):
+    from qwen3moe.testing import EMBEDDED_MODEL, synthetic_default_model_path
+
     monkeypatch.setenv("QWEN3MOE_CACHE", str(tmp_path / "cache"))
-    p = default_model_path()
+    if EMBEDDED_MODEL.is_file():  # the trained model ships as package data: it is the default
+        assert default_model_path() == str(EMBEDDED_MODEL) == qwen3moe.default_model_path()
+    p = synthetic_default_model_path()
     assert Path(p).is_file() and Path(p).parent == tmp_path / "cache"
     assert Path(p).name.startswith(f"tiny-{qwen3moe.__version__}-")
     mtime = os.stat(p).st_mtime_ns
-    assert default_model_path() == p and os.stat(p).st_mtime_ns == mtime
+    assert synthetic_default_model_path() == p and os.stat(p).st_mtime_ns == mtime
     assert [x.name for x in (tmp_path / "cache").iterdir()] == [Path(p).name]  # no temp files
     ref = write_model(tmp_path / "ref.gguf", "tiny", seed=1234, types="Q4_K_M")
     assert _sha(ref) == _sha(p)
-    assert qwen3moe.default_model_path() == p
+    if not EMBEDDED_MODEL.is_file():
+        assert default_model_path() == p == qwen3moe.default_model_path()
 
 
 def test_synth_main(tmp_path, capsys):

@@ -5,6 +5,7 @@
     qwen3moe run [-m FILE] ...   generate text, streamed (prompt or --chat)
     qwen3moe parity [-m FILE]    CPU vs CUDA (or vs the float reference) per layer and stage
     qwen3moe bench [-m FILE]     llama-bench-style pp/tg throughput
+    qwen3moe convert HF_DIR OUT  Hugging Face Qwen3-MoE checkpoint -> GGUF (Q4_K_M, Q8_0, F32 ...)
 
 With no FILE, commands use the embedded default model (a small synthetic qwen3moe model,
 written once to the cache on first use). Bad arguments exit with code 2 and a one-line
@@ -384,9 +385,42 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_bench)
 
 
+# ---- convert ---------------------------------------------------------------------------
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    import os
+
+    from .convert import convert
+
+    path = convert(args.hf_dir, args.out, type=args.type, type_map=args.type_map, progress=not args.quiet)
+    print(f"wrote {path} ({os.path.getsize(path) / 2**20:.2f} MiB)")
+    return 0
+
+
+def _add_convert(sub: argparse._SubParsersAction) -> None:
+    from .convert import CONVERT_TYPES
+
+    p = sub.add_parser(
+        "convert",
+        help="convert a Hugging Face Qwen3-MoE checkpoint directory to GGUF",
+        description="Convert a Hugging Face Qwen3MoeForCausalLM directory (config.json, *.safetensors, "
+        "tokenizer.json, tokenizer_config.json) to a qwen3moe GGUF file, streaming tensor by tensor.",
+    )
+    p.add_argument("hf_dir", help="Hugging Face model directory")
+    p.add_argument("out", help="output .gguf path")
+    p.add_argument("--type", type=str.upper, choices=CONVERT_TYPES, default="Q4_K_M",
+                   help="type recipe (default: Q4_K_M)")
+    p.add_argument("--type-map", default=None, metavar="GLOB=TYPE,...",
+                   help="per-tensor overrides, e.g. '*ffn_down_exps*=Q8_0,output=Q8_0'")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_convert)
+
+
 # ---- main ------------------------------------------------------------------------------
 
-_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_run, _add_parity, _add_bench, _add_inspect, _add_synth]
+_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_run, _add_parity, _add_bench, _add_inspect, _add_synth,
+                                                                 _add_convert]
 
 
 def build_parser() -> argparse.ArgumentParser:

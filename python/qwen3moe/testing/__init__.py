@@ -3,8 +3,9 @@
     write_model(path, preset_or_config, seed=0, types="Q4_K_M", tokenizer=None, data=None)
     ModelConfig, PRESETS ("tiny", "small", "coder30b")
     float_tensors(preset_or_config, seed)   the exact float source of data="float" files
-    default_model_path()                    the embedded default model (tiny, fixed seed),
-                                            written once to a cache and reused
+    default_model_path()                    the embedded default model: the trained
+                                            qwen3moe/data/embedded-q4km.gguf when shipped,
+                                            else the synthetic tiny one (fixed seed, cached)
     synth_main(argv)                        `qwen3moe synth` command line
 
 The GGUF serializer itself is `qwen3moe.testing.gguf_writer` (streaming, sparse mode).
@@ -27,6 +28,7 @@ __all__ = [
     "ModelConfig",
     "PRESETS",
     "default_model_path",
+    "synthetic_default_model_path",
     "float_tensors",
     "model_tensor_types",
     "synth_main",
@@ -68,10 +70,22 @@ def _default_model_key() -> str:
     return h.hexdigest()[:16]
 
 
+EMBEDDED_MODEL = Path(__file__).resolve().parent.parent / "data" / "embedded-q4km.gguf"
+
+
 def default_model_path() -> str:
-    """Path of the embedded default model: the `tiny` preset (seed 1234, Q4_K_M, built-in
-    vocab), written on first use to $QWEN3MOE_CACHE or ~/.cache/qwen3moe/ (atomically: temp file
-    + rename) and returned as is on later calls."""
+    """Path of the embedded default model: the trained model shipped as package data
+    (qwen3moe/data/embedded-q4km.gguf, see data/README.md) when present; otherwise the synthetic
+    `tiny` preset (seed 1234, Q4_K_M, built-in vocab), written on first use to $QWEN3MOE_CACHE
+    or ~/.cache/qwen3moe/ (atomically: temp file + rename) and returned as is on later calls."""
+    if EMBEDDED_MODEL.is_file():
+        return str(EMBEDDED_MODEL)
+    return synthetic_default_model_path()
+
+
+def synthetic_default_model_path() -> str:
+    """Path of the synthetic default model (`tiny`, seed 1234, Q4_K_M), cached as described in
+    default_model_path."""
     from .. import __version__
 
     d = _cache_dir()

@@ -127,6 +127,25 @@ def assign_types(specs: list[TensorSpec], n_layer: int, types: str | Mapping[str
     return out
 
 
+def override_types(specs: list[TensorSpec], n_layer: int, assigned: Mapping[str, str],
+                   type_map: str | Mapping[str, str] | None) -> dict[str, str]:
+    """`assigned` ({name: type}, e.g. from assign_types) with the tensors matched by `type_map`
+    ({name or glob: type}, or "GLOB=TYPE,..." text; exact name first, else the longest glob) set
+    to the mapped type; the result is validated like assign_types (types, row lengths)."""
+    out = dict(assigned)
+    if type_map:
+        type_map = parse_types(type_map)
+        if not isinstance(type_map, Mapping):
+            raise ValueError(f"type_map must be GLOB=TYPE entries or a mapping, got {type_map!r}")
+        for pat, t in type_map.items():
+            _check_type(t, f"type_map[{pat!r}]")
+        for s in specs:
+            t = _mapping_type(type_map, s)
+            if t is not None:
+                out[s.name] = t.upper()
+    return assign_types(specs, n_layer, out)
+
+
 def file_type(types: str | Mapping[str, str] | None, assigned: dict[str, str], specs: list[TensorSpec]) -> int:
     """general.file_type (llama.cpp LLAMA_FTYPE) of a recipe, or of the type holding the most
     matrix values for a mapping."""

@@ -87,7 +87,9 @@ def encode_floats(x: np.ndarray, type_name: str) -> np.ndarray:
     return np.asarray(quant.quantize(np.ascontiguousarray(x, dtype=np.float32), type_name), dtype=np.uint8)
 
 
-def _metadata(config: ModelConfig, ftype: int, tok_kv: dict[str, Any]) -> list[tuple[str, Any]]:
+def model_metadata(config: ModelConfig, ftype: int, tok_kv: dict[str, Any]) -> list[tuple[str, Any]]:
+    """GGUF metadata (key, typed value) of a qwen3moe model in llama.cpp's key order: general.*,
+    the qwen3moe.* hyperparameters of `config`, general.file_type `ftype`, then the tokenizer keys."""
     c = config
     a = ARCH
     kv: list[tuple[str, Any]] = [
@@ -180,7 +182,7 @@ def write_model(
     ftype = file_type(types, assigned, specs)
 
     w = gw.GGUFWriter(path, alignment=alignment)
-    for k, v in _metadata(config, ftype, tok_kv):
+    for k, v in model_metadata(config, ftype, tok_kv):
         w.add(k, v)
 
     structure = model_structure(config, seed, n_vocab)
