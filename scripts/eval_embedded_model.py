@@ -135,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     res["completion"] = PROMPT + cpu.generate(PROMPT, max_tokens=64)
     if args.write_data:
         d = Path(args.write_data)
+        d.mkdir(parents=True, exist_ok=True)
         sample = "\n".join(texts)[: args.sample_chars]
         (d / "heldout_sample.txt").write_text(sample, encoding="utf-8")
         st = cpu.tokenize(sample)
