@@ -27,7 +27,7 @@ FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```[ \t]*$", re.M | re.S)
 
 # The set-up block CI and users copy from; it must stay exactly as it is.
 SETUP_BLOCK = """```bash
-# 1. the main job: install, then generate text with the embedded default model (a small synthetic qwen3moe)
+# 1. the main job: install, then generate text with the embedded default model (a small trained qwen3moe)
 pip install . && qwen3moe run
 
 # 2. the whole test suite (Catch2 + pytest; installs what it needs)
