@@ -246,6 +246,37 @@ def test_matvec_q8k_expert_ids(typ, act_per_slot):
     assert_bits_equal(got_bad[mask], want[mask], f"matvec_q8k other slots beside an invalid id {typ}")
 
 
+@pytest.mark.parametrize("typ", QUANT_TYPES)
+@pytest.mark.parametrize("act_per_slot", [False, True])
+def test_matvec_q8k_prefill_tiles_and_groups(typ, act_per_slot):
+    # Prefill shapes: more tokens than one slot tile (16), rows not a multiple of the row tile
+    # (16), a skewed routing (expert 0 spans several tiles, expert 3 gets no slot) and an
+    # invalid id; the grouped (sorted by expert on the GPU) and ungrouped launches agree with
+    # the CPU bit for bit.
+    rng = np.random.default_rng(_seed(typ, act_per_slot, 99))
+    n_mat, n_rows, n, n_tok, k = 5, 37, 768, 45, 3
+    w = np.stack([_weights(rng, typ, n_rows, n, random_blocks=True) for _ in range(n_mat)])
+    ids = rng.choice([0, 0, 0, 1, 2, 4], size=(n_tok, k)).astype(np.int32)
+    ids[7, 1] = n_mat  # invalid
+    ids[8, 0] = -1     # invalid
+    x = _acts(rng, (n_tok * k if act_per_slot else n_tok, n))
+    xq = _q8k_bytes(x)
+    want = np.full((n_tok * k, n_rows), np.nan, dtype=np.float32)
+    for e in range(n_mat):
+        slots = [s for s in range(n_tok * k) if ids[s // k, s % k] == e]
+        if slots:
+            rows = x[slots] if act_per_slot else x[[s // k for s in slots]]
+            want[slots] = np.asarray(quant.dot_q8k(w[e], typ, rows), dtype=np.float32).reshape(len(slots), n_rows)
+    for group in (True, False):
+        got = _core.cuda_ops_matvec_q8k(quant.type_id(typ), w, n, xq, ids, act_per_slot, group)
+        assert np.isnan(got[7 * k + 1]).all() and np.isnan(got[8 * k + 0]).all()
+        assert_bits_equal(got, want, f"matvec_q8k prefill {typ} act_per_slot={act_per_slot} group={group}")
+    # Dense multi-token: 45 tokens over one matrix (tiles of 16 with a tail).
+    got = _core.cuda_ops_matvec_q8k(quant.type_id(typ), w[1], n, _q8k_bytes(x[:n_tok]))
+    assert_bits_equal(got, np.asarray(quant.dot_q8k(w[1], typ, x[:n_tok]), dtype=np.float32),
+                      f"matvec_q8k dense 45 tokens {typ}")
+
+
 def test_matvec_q8k_rejects_float_types():
     w = np.zeros((2, 256 * 4), dtype=np.uint8)
     with pytest.raises(qwen3moe.UnsupportedTypeError):
@@ -287,6 +318,26 @@ def test_matvec_f32act_expert_ids(typ):
     want = np.stack([np.asarray(quant.dot_f32(w[ids[s // k, s % k]], typ, x[s]), dtype=np.float32)
                      for s in range(n_tok * k)])
     assert_bits_equal(got, want, f"matvec_f32act expert ids {typ}")
+
+
+@pytest.mark.parametrize("typ", ["F32", "F16", "Q4_K", "Q8_0"])
+def test_matvec_f32act_prefill_tiles_and_groups(typ):
+    rng = np.random.default_rng(_seed(typ, 77))
+    n_mat, n_rows, n, n_tok, k = 4, 21, 512, 23, 2
+    w = np.stack([_weights(rng, typ, n_rows, n) for _ in range(n_mat)])
+    ids = rng.choice([0, 0, 1, 3], size=(n_tok, k)).astype(np.int32)
+    ids[2, 1] = 9  # invalid
+    x = _acts(rng, (n_tok * k, n))
+    want = np.stack([np.asarray(quant.dot_f32(w[ids[s // k, s % k]], typ, x[s]), dtype=np.float32)
+                     if 0 <= ids[s // k, s % k] < n_mat else np.full(n_rows, np.nan, dtype=np.float32)
+                     for s in range(n_tok * k)])
+    for group in (True, False):
+        got = _core.cuda_ops_matvec_f32act(quant.type_id(typ), w, n, x, ids, True, group)
+        assert np.isnan(got[2 * k + 1]).all()
+        assert_bits_equal(got, want, f"matvec_f32act prefill {typ} group={group}")
+    got = _core.cuda_ops_matvec_f32act(quant.type_id(typ), w[0], n, x[:n_tok])
+    want0 = np.stack([np.asarray(quant.dot_f32(w[0], typ, x[t]), dtype=np.float32) for t in range(n_tok)])
+    assert_bits_equal(got, want0, f"matvec_f32act dense 23 tokens {typ}")
 
 
 # ---- rms-norm ----------------------------------------------------------------------------------

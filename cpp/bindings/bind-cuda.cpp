@@ -104,9 +104,18 @@ std::pair<int64_t, int64_t> weight_shape(const Arr<uint8_t>& w, int64_t row_byte
 
 // Shared slot logic of the two matvec bindings. ids (n_tok, n_used) or None (one slot per token).
 struct Slots {
-    qc::DeviceBuffer ids;
+    qc::DeviceBuffer ids;     // device [n_tok * n_used] int32 (empty without ids)
+    qc::DeviceBuffer groups;  // device grouping of the slots by id (moe_group), or empty
     int n_tok = 0, n_used = 1;
 };
+
+// With ids, several tokens and `group`: the device grouping the backend's prefill uses.
+void make_groups(Slots& s, int64_t n_mat, bool group) {
+    const int64_t n_slots = (int64_t)s.n_tok * s.n_used;
+    if (!group || !s.ids.get() || s.n_tok < 2 || n_mat > qc::kMoeGroupMaxMat) return;
+    s.groups = qc::DeviceBuffer(qc::moe_group_ints(n_slots, n_mat) * sizeof(int32_t));
+    qc::moe_group(s.ids.as<int32_t>(), n_slots, n_mat, s.groups.as<int32_t>(), nullptr);
+}
 Slots make_slots(const std::optional<Arr<int32_t>>& ids, int64_t n_act_rows, bool act_per_slot) {
     Slots s;
     if (ids) {
@@ -134,13 +143,14 @@ py::array_t<uint8_t> op_quantize_q8k(const Arr<float>& x) {
 }
 
 py::array_t<float> op_matvec_q8k(uint32_t type, const Arr<uint8_t>& w, int64_t n, const Arr<uint8_t>& a,
-                                 const std::optional<Arr<int32_t>>& ids, bool act_per_slot) {
+                                 const std::optional<Arr<int32_t>>& ids, bool act_per_slot, bool group) {
     const int64_t rb = row_bytes_of(type, n);
     const auto [n_mat, n_rows] = weight_shape(w, rb);
     require(n % QK_K == 0, "n must be a multiple of 256");
     require(a.ndim() == 2 && a.shape(1) == (py::ssize_t)((n / QK_K) * sizeof(block_q8k)),
             "activations must be (rows, n/256 * 292) Q8K bytes");
     Slots s = make_slots(ids, a.shape(0), act_per_slot);
+    make_groups(s, n_mat, group);
     auto dw = upload(w);
     auto da = upload(a);
     qc::DeviceBuffer dout((size_t)((int64_t)s.n_tok * s.n_used * n_rows) * sizeof(float));
@@ -155,16 +165,18 @@ py::array_t<float> op_matvec_q8k(uint32_t type, const Arr<uint8_t>& w, int64_t n
     p.n_used = s.n_used;
     p.act_per_slot = act_per_slot;
     p.out = dout.as<float>();
+    p.groups = s.groups.as<int32_t>();
     qc::matvec_q8k(p, da.as<block_q8k>(), nullptr);
     return download<float>(dout, {(py::ssize_t)s.n_tok * s.n_used, n_rows});
 }
 
 py::array_t<float> op_matvec_f32act(uint32_t type, const Arr<uint8_t>& w, int64_t n, const Arr<float>& x,
-                                    const std::optional<Arr<int32_t>>& ids, bool act_per_slot) {
+                                    const std::optional<Arr<int32_t>>& ids, bool act_per_slot, bool group) {
     const int64_t rb = row_bytes_of(type, n);
     const auto [n_mat, n_rows] = weight_shape(w, rb);
     require(x.ndim() == 2 && x.shape(1) == n, "x must be (rows, n)");
     Slots s = make_slots(ids, x.shape(0), act_per_slot);
+    make_groups(s, n_mat, group);
     auto dw = upload(w);
     auto dx = upload(x);
     qc::DeviceBuffer dout((size_t)((int64_t)s.n_tok * s.n_used * n_rows) * sizeof(float));
@@ -179,6 +191,7 @@ py::array_t<float> op_matvec_f32act(uint32_t type, const Arr<uint8_t>& w, int64_
     p.n_used = s.n_used;
     p.act_per_slot = act_per_slot;
     p.out = dout.as<float>();
+    p.groups = s.groups.as<int32_t>();
     qc::matvec_f32act(p, dx.as<float>(), nullptr);
     return download<float>(dout, {(py::ssize_t)s.n_tok * s.n_used, n_rows});
 }
@@ -421,9 +434,9 @@ void bind_cuda(py::module_& m) {
     }, py::arg("device") = 0, "(free, total) bytes of a CUDA device");
     m.def("cuda_ops_quantize_q8k", &op_quantize_q8k, py::arg("x"));
     m.def("cuda_ops_matvec_q8k", &op_matvec_q8k, py::arg("type"), py::arg("w"), py::arg("n"), py::arg("a"),
-          py::arg("ids") = py::none(), py::arg("act_per_slot") = false);
+          py::arg("ids") = py::none(), py::arg("act_per_slot") = false, py::arg("group") = true);
     m.def("cuda_ops_matvec_f32act", &op_matvec_f32act, py::arg("type"), py::arg("w"), py::arg("n"), py::arg("x"),
-          py::arg("ids") = py::none(), py::arg("act_per_slot") = false);
+          py::arg("ids") = py::none(), py::arg("act_per_slot") = false, py::arg("group") = true);
     m.def("cuda_ops_rms_norm", &op_rms_norm, py::arg("x"), py::arg("w"), py::arg("eps"));
     m.def("cuda_ops_norm_rope", &op_norm_rope, py::arg("x"), py::arg("w"), py::arg("eps"), py::arg("pos"),
           py::arg("cos"), py::arg("sin"), py::arg("cache_type") = "");
