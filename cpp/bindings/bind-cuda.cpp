@@ -432,6 +432,10 @@ void bind_cuda(py::module_& m) {
         qc::mem_info(&free_b, &total_b);
         return py::make_tuple(free_b, total_b);
     }, py::arg("device") = 0, "(free, total) bytes of a CUDA device");
+    m.def("cuda_synchronize", [](int dev) {
+        qc::set_device(dev);
+        qc::device_synchronize();
+    }, py::arg("device") = 0, "waits for all queued work of a CUDA device (benchmark timing)");
     m.def("cuda_ops_quantize_q8k", &op_quantize_q8k, py::arg("x"));
     m.def("cuda_ops_matvec_q8k", &op_matvec_q8k, py::arg("type"), py::arg("w"), py::arg("n"), py::arg("a"),
           py::arg("ids") = py::none(), py::arg("act_per_slot") = false, py::arg("group") = true);
@@ -456,6 +460,7 @@ void bind_cuda(py::module_& m) {
     m.def("cuda_device_count", []() { return 0; });
     m.def("cuda_device_name", [](int) { return std::string(); });
     m.def("cuda_driver_version", []() { return std::string(); });
+    m.def("cuda_synchronize", [](int) {}, py::arg("device") = 0, "no-op without CUDA");
 #endif
 }
 
