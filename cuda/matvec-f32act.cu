@@ -1,5 +1,5 @@
 // matvec-f32act.cu — weight rows (any supported type) x f32 activations, one warp per row.
-// One slot: grid x = groups of kRowsPerBlock rows, y = slots; several slots: the tiled shape
+// One token: grid x = groups of kRowsPerBlock rows, y = slots; several tokens: the tiled shape
 // of matvec-tiled.cuh, as matvec-q8k.
 #include <algorithm>
 #include <stdexcept>
@@ -55,7 +55,7 @@ struct Launch {
     cudaStream_t stream;
     template <uint32_t T> void operator()() const {
         const int64_t n_slots = (int64_t)p.n_tok * p.n_used;
-        if (n_slots > 1) {
+        if (p.n_tok > 1) {  // prefill; decode (one token, k expert slots) keeps one warp per (slot, row)
             const bool grouped = p.groups && p.ids;
             const int64_t n_units = matvec_tiled_units(n_slots, p.n_mat, grouped);
             const F32ActRowDot<T> dot{static_cast<const uint8_t*>(p.w), p.n_rows, p.n, dequant_row_bytes<T>(p.n), x};
