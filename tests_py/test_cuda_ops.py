@@ -412,11 +412,15 @@ def test_attention(split, cache_f16, n_head, n_head_kv, hd, positions):
     k = (rng.standard_normal((n_ctx, n_head_kv * hd)) * 2).astype(np.float32)
     v = rng.standard_normal((n_ctx, n_head_kv * hd)).astype(np.float32)
     if cache_f16:
+        k[::7, ::5] *= np.float32(1e-6)  # f16 subnormals (the device widens them in hardware)
+        v[::3, ::4] *= np.float32(1e-6)
         k, v = quant.f32_to_f16_bits(k), quant.f32_to_f16_bits(v)
-    got = _core.cuda_ops_attention(q, k, v, pos, n_head_kv, split)
     want = cpu_attention(q, k, v, pos, n_head_kv)
-    assert_bits_equal(got, want, f"attention (split={split}) heads={n_head}/{n_head_kv} hd={hd} pos={positions} "
-                                 f"f16={cache_f16}")
+    # split=1: scores kept in shared memory (largest position known) and recomputed (unknown).
+    for known in ((True, False) if split == 1 else (True,)):
+        got = _core.cuda_ops_attention(q, k, v, pos, n_head_kv, split, known)
+        assert_bits_equal(got, want, f"attention (split={split}, known_max_pos={known}) heads={n_head}/{n_head_kv} "
+                                     f"hd={hd} pos={positions} f16={cache_f16}")
 
 
 def test_attention_peaked_scores():

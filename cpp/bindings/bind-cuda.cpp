@@ -269,7 +269,7 @@ py::object op_kv_store(const Arr<float>& x, const Arr<int32_t>& pos, int64_t n_c
 
 // k_cache / v_cache: (n_ctx, n_head_kv*hd) float32, or uint16 holding f16 bits.
 py::array_t<float> op_attention(const Arr<float>& q, const py::array& k_cache, const py::array& v_cache,
-                                const Arr<int32_t>& pos, int n_head_kv, int split) {
+                                const Arr<int32_t>& pos, int n_head_kv, int split, bool known_max_pos) {
     require(q.ndim() == 3, "q must be (n_tok, n_head, hd)");
     const int n_tok = (int)q.shape(0), n_head = (int)q.shape(1), hd = (int)q.shape(2);
     require(pos.ndim() == 1 && pos.shape(0) == n_tok, "pos must be (n_tok,)");
@@ -306,13 +306,15 @@ py::array_t<float> op_attention(const Arr<float>& q, const py::array& k_cache, c
     p.out = dout.as<float>();
     p.split = split;
     qc::DeviceBuffer scratch;
+    int32_t mx = 0;
+    for (int t = 0; t < n_tok; ++t) mx = std::max(mx, pos.data()[t]);
+    // The largest position, as the backend passes it (lets the one-block path keep its scores
+    // in shared memory); known_max_pos=False exercises the recomputing path.
+    if (known_max_pos || split != 1) p.max_pos = mx;
     if (split != 1) {
         p.scratch_floats = qc::attention_scratch_floats(n_tok, n_head, hd, n_ctx);
         scratch = qc::DeviceBuffer(p.scratch_floats * sizeof(float));
         p.scratch = scratch.as<float>();
-        int32_t mx = 0;
-        for (int t = 0; t < n_tok; ++t) mx = std::max(mx, pos.data()[t]);
-        p.max_pos = mx;
     }
     qc::attention(p, nullptr);
     return download<float>(dout, {n_tok, (py::ssize_t)n_head * hd});
@@ -446,7 +448,7 @@ void bind_cuda(py::module_& m) {
           py::arg("cos"), py::arg("sin"), py::arg("cache_type") = "");
     m.def("cuda_ops_kv_store", &op_kv_store, py::arg("x"), py::arg("pos"), py::arg("n_ctx"), py::arg("f16"));
     m.def("cuda_ops_attention", &op_attention, py::arg("q"), py::arg("k_cache"), py::arg("v_cache"), py::arg("pos"),
-          py::arg("n_head_kv"), py::arg("split") = 0);
+          py::arg("n_head_kv"), py::arg("split") = 0, py::arg("known_max_pos") = true);
     m.def("cuda_ops_router", &op_router, py::arg("logits"), py::arg("k"));
     m.def("cuda_ops_swiglu", &op_swiglu, py::arg("g"), py::arg("u"));
     m.def("cuda_ops_moe_combine", &op_moe_combine, py::arg("y"), py::arg("w"), py::arg("residual"));
