@@ -1,7 +1,9 @@
 """Per-kernel GPU time of one CUDA prefill (and a few decode steps) via torch.profiler's CUPTI
 hook (no nsys needed): `python3 bench/cuda_profile.py MODEL.gguf [n_prompt] [depth]`.
 
-Prints the kernels by total device time. Needs torch in the same interpreter (device only)."""
+Profiles one n_prompt-token prefill at the given depth, then 8 single-token decode steps, and
+prints the kernels by total device time. Needs torch in the same interpreter (the device's
+/opt/torch venv); nsys is not installed there."""
 import sys
 
 import numpy as np
@@ -27,7 +29,13 @@ def main() -> None:
         m.forward(toks[:p], logits="none")
         for t in toks[:8]:
             m.decode(t, logits="none")
-    print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=25, max_name_column_width=90))
+    avg = prof.key_averages()
+    for key in ("self_device_time_total", "self_cuda_time_total", "cuda_time_total"):
+        try:  # the column's name depends on the torch version
+            print(avg.table(sort_by=key, row_limit=25, max_name_column_width=90))
+            break
+        except (AttributeError, KeyError, ValueError):
+            continue
 
 
 if __name__ == "__main__":
