@@ -47,6 +47,9 @@ template <uint32_t T> struct F32ActRowDot {
     __device__ __forceinline__ float operator()(int64_t mat, int64_t row, int64_t act_row) const {
         return warp_row_dot_f32act<T>(w + (mat * n_rows + row) * row_bytes, x + act_row * n, n);
     }
+    __device__ __forceinline__ void many(int64_t mat, int64_t row, const int64_t* act_rows, int cnt, float* v) const {
+        for (int j = 0; j < cnt; ++j) v[j] = (*this)(mat, row, act_rows[j]);
+    }
 };
 
 struct Launch {

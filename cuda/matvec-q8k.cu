@@ -48,6 +48,9 @@ template <uint32_t T> struct Q8KRowDot {
     __device__ __forceinline__ float operator()(int64_t mat, int64_t row, int64_t act_row) const {
         return warp_row_dot_q8k<T>(w + (mat * n_rows + row) * row_bytes, a + act_row * nb, nb);
     }
+    __device__ __forceinline__ void many(int64_t mat, int64_t row, const int64_t* act_rows, int n, float* v) const {
+        warp_rows_dot_q8k<T, kSubSlots>(w + (mat * n_rows + row) * row_bytes, a, act_rows, n, nb, v);
+    }
 };
 
 template <uint32_t T>

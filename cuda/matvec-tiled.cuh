@@ -21,6 +21,7 @@ constexpr int kTileWarps = 8;                        // warps per block
 constexpr int kTileRowsPerWarp = 2;                  // rows per warp
 constexpr int kTileRows = kTileWarps * kTileRowsPerWarp;  // rows per block
 constexpr int kTileSlots = 16;                       // slots per unit
+constexpr int kSubSlots = 4;                         // slots one warp computes jointly
 
 // Device grouping of slots by matrix id (layout written by moe_group, int32 words):
 // [0] n_work, [1..3] unused, [4, 4 + n_slots) perm (slots sorted by bucket),
@@ -43,7 +44,10 @@ inline SlotGroups slot_groups(const int32_t* groups, int64_t n_slots) {
 }
 
 // RowDot: `__device__ float operator()(int64_t mat, int64_t row, int64_t act_row) const`, the
-// canonical dot computed by one whole warp (every lane returns it).
+// canonical dot computed by one whole warp (every lane returns it), and
+// `__device__ void many(int64_t mat, int64_t row, const int64_t* act_rows, int n, float* v) const`
+// (n <= kSubSlots): v[j] = operator()(mat, row, act_rows[j]) for j < n, bit for bit — computed
+// jointly so that one matrix row's bytes and decoding serve several activation rows.
 template <class RowDot>
 __global__ void __launch_bounds__(kTileWarps * kWarp)
     matvec_tiled_kernel(RowDot dot, int64_t n_rows, int64_t n_mat, const int32_t* __restrict__ ids,
@@ -65,15 +69,36 @@ __global__ void __launch_bounds__(kTileWarps * kWarp)
         for (int rr = 0; rr < kTileRowsPerWarp; ++rr) {
             const int64_t row = row0 + (int64_t)rr * kTileWarps;
             if (row >= n_rows) break;  // warp-uniform
-            for (int64_t i = 0; i < cnt; ++i) {
-                const int64_t s = g.n_work ? g.perm[start + i] : start + i;
-                const int64_t mat = g.n_work ? unit_mat : (ids ? ids[s] : 0);
-                float v;
-                if (mat < 0 || mat >= n_mat)
-                    v = __int_as_float(0x7fc00000);  // invalid expert id: poison the row
-                else
-                    v = dot(mat, row, act_per_slot ? s : s / n_used);
-                if (lane == 0) out[s * n_rows + row] = v;
+            for (int64_t i0 = 0; i0 < cnt; i0 += kSubSlots) {
+                const int n = cnt - i0 < kSubSlots ? (int)(cnt - i0) : kSubSlots;
+                int64_t slot[kSubSlots], mat[kSubSlots], act[kSubSlots];
+                bool same = true;
+#pragma unroll
+                for (int j = 0; j < kSubSlots; ++j) {
+                    const int64_t sj = j < n ? (g.n_work ? g.perm[start + i0 + j] : start + i0 + j) : 0;
+                    slot[j] = sj;
+                    mat[j] = j < n ? (g.n_work ? unit_mat : (ids ? ids[sj] : 0)) : 0;
+                    act[j] = act_per_slot ? sj : sj / n_used;
+                    if (j < n && mat[j] != mat[0]) same = false;
+                }
+                float v[kSubSlots];
+                if (same && mat[0] >= 0 && mat[0] < n_mat) {  // warp-uniform
+                    dot.many(mat[0], row, act, n, v);
+                } else {
+#pragma unroll
+                    for (int j = 0; j < kSubSlots; ++j) {
+                        if (j >= n) break;
+                        if (mat[j] < 0 || mat[j] >= n_mat)
+                            v[j] = __int_as_float(0x7fc00000);  // invalid expert id: poison the row
+                        else
+                            v[j] = dot(mat[j], row, act[j]);
+                    }
+                }
+                if (lane == 0) {
+#pragma unroll
+                    for (int j = 0; j < kSubSlots; ++j)
+                        if (j < n) out[slot[j] * n_rows + row] = v[j];
+                }
             }
         }
     }
