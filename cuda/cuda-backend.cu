@@ -371,6 +371,14 @@ void CudaBackend::rms_norm(Act in, const NormWeight& w, Act out) {
     use_device();
     if ((int64_t)w.w.size() != width(in) || width(in) != width(out))
         throw std::logic_error("CudaBackend::rms_norm: width mismatch for '" + w.name + "'");
+    if (q8_capable(out) && bufs_.q8[(int)out].get() && in != out) {
+        // Every norm feeding quantised matvecs is quantised next (quantize() then finds the q8
+        // copy valid): one fused launch, the same two results.
+        rms_norm_q8k(buf(in), norm(w), buf(out), bufs_.q8[(int)out].as<block_q8k>(), T_, width(in), hp_.rms_eps,
+                     stream_);
+        q8_valid_[(int)out] = true;
+        return;
+    }
     cuda::rms_norm(buf(in), norm(w), buf(out), T_, width(in), hp_.rms_eps, stream_);
     q8_valid_[(int)out] = false;
 }
@@ -380,6 +388,7 @@ void CudaBackend::quantize(Act in) {
     // Rule: activations entering quantised matmuls are quantised once per token per input
     // vector and reused by every matrix reading them.
     if (!q8_capable(in) || !bufs_.q8[(int)in].get()) return;
+    if (q8_valid_[(int)in]) return;  // already quantised with the f32 values (rms_norm_q8k)
     quantize_q8k(buf(in), bufs_.q8[(int)in].as<block_q8k>(), T_, width(in), stream_);
     q8_valid_[(int)in] = true;
 }

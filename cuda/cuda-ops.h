@@ -110,6 +110,11 @@ void matvec_f32act(const MatvecArgs& args, const float* x, void* stream);
 void rms_norm(const float* x, const float* w, float* y, int64_t n_rows, int64_t n, float eps,
               void* stream);
 
+// rms-norm-q8k.cu: rms_norm (as above) and quantize_q8k of its result in one launch:
+// y [n_rows, n] f32 and yq [n_rows, n/256] Q8K. n % 256 == 0; y 16-byte aligned, not aliasing x.
+void rms_norm_q8k(const float* x, const float* w, float* y, block_q8k* yq, int64_t n_rows, int64_t n, float eps,
+                  void* stream);
+
 // qk-norm-rope.cu: per head RMSNorm over head_dim, then NEOX RoPE with host-made tables;
 // optionally stores the rotated rows into a KV cache at their positions.
 struct NormRopeArgs {

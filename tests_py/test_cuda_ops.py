@@ -353,6 +353,19 @@ def test_rms_norm(rows, n):
         assert_bits_equal(got, want, f"rms_norm rows={rows} n={n} eps={eps}")
 
 
+@pytest.mark.parametrize("rows,n", [(1, 2048), (3, 4096), (5, 256), (2, 2304)])
+def test_rms_norm_q8k_fused(rows, n):
+    # The fused RMSNorm + Q8K launch gives the CPU's norm output and the CPU's Q8K blocks of it.
+    rng = np.random.default_rng(rows * 17 + n)
+    x = _acts(rng, (rows, n))
+    x[0, :256] = 0.0  # an all-zero block of the output (d = 0)
+    w = (1.0 + 0.1 * rng.standard_normal(n)).astype(np.float32)
+    y, yq = _core.cuda_ops_rms_norm_q8k(x, w, 1e-6)
+    want = cpu_rms_norm(x, w, 1e-6)
+    assert_bits_equal(y, want, f"rms_norm_q8k rows={rows} n={n} (f32)")
+    assert_bits_equal(yq, _q8k_bytes(want), f"rms_norm_q8k rows={rows} n={n} (Q8K bytes)")
+
+
 # ---- qk-norm-rope (+ KV store) -----------------------------------------------------------------
 
 @pytest.mark.parametrize("n_tok,n_heads,hd", [(1, 32, 128), (5, 4, 128), (3, 8, 64), (2, 2, 256)])

@@ -196,6 +196,20 @@ py::array_t<float> op_matvec_f32act(uint32_t type, const Arr<uint8_t>& w, int64_
     return download<float>(dout, {(py::ssize_t)s.n_tok * s.n_used, n_rows});
 }
 
+// Fused RMSNorm + Q8K: (y (rows, n) float32, yq (rows, n/256*292) Q8K bytes).
+py::tuple op_rms_norm_q8k(const Arr<float>& x, const Arr<float>& w, float eps) {
+    require(x.ndim() == 2 && w.ndim() == 1 && w.shape(0) == x.shape(1), "x (rows, n), w (n)");
+    const int64_t rows = x.shape(0), n = x.shape(1);
+    require(n % QK_K == 0, "n must be a multiple of 256");
+    auto dx = upload(x);
+    auto dw = upload(w);
+    qc::DeviceBuffer dy((size_t)x.nbytes());
+    qc::DeviceBuffer dq((size_t)(rows * (n / QK_K)) * sizeof(block_q8k));
+    qc::rms_norm_q8k(dx.as<float>(), dw.as<float>(), dy.as<float>(), dq.as<block_q8k>(), rows, n, eps, nullptr);
+    return py::make_tuple(download<float>(dy, {rows, n}),
+                          download<uint8_t>(dq, {rows, (py::ssize_t)((n / QK_K) * sizeof(block_q8k))}));
+}
+
 py::array_t<float> op_rms_norm(const Arr<float>& x, const Arr<float>& w, float eps) {
     require(x.ndim() == 2 && w.ndim() == 1 && w.shape(0) == x.shape(1), "x (rows, n), w (n)");
     auto dx = upload(x);
@@ -444,6 +458,7 @@ void bind_cuda(py::module_& m) {
     m.def("cuda_ops_matvec_f32act", &op_matvec_f32act, py::arg("type"), py::arg("w"), py::arg("n"), py::arg("x"),
           py::arg("ids") = py::none(), py::arg("act_per_slot") = false, py::arg("group") = true);
     m.def("cuda_ops_rms_norm", &op_rms_norm, py::arg("x"), py::arg("w"), py::arg("eps"));
+    m.def("cuda_ops_rms_norm_q8k", &op_rms_norm_q8k, py::arg("x"), py::arg("w"), py::arg("eps"));
     m.def("cuda_ops_norm_rope", &op_norm_rope, py::arg("x"), py::arg("w"), py::arg("eps"), py::arg("pos"),
           py::arg("cos"), py::arg("sin"), py::arg("cache_type") = "");
     m.def("cuda_ops_kv_store", &op_kv_store, py::arg("x"), py::arg("pos"), py::arg("n_ctx"), py::arg("f16"));
