@@ -1,10 +1,15 @@
 // attention.cu — two launch shapes with identical bits:
 //
 // One block (4 warps) per (query token, head), for prefill: pass 1, the warps compute the
-// scores of strided key positions and the block takes the max; pass 2, tile by tile, the warps
-// recompute the tile's scores (identical bits) into shared memory as e_j, then thread d
-// accumulates z and a[d] sequentially over the tile and adds the tile into Z, A[d] — exactly
-// the canonical tile order. Scores are recomputed, so no scratch proportional to the context.
+// scores of strided key positions and the block takes the max; pass 2, tile by tile, the
+// tile's e_j go to shared memory, then thread d accumulates z and a[d] sequentially over the
+// tile and adds the tile into Z, A[d] — exactly the canonical tile order. When the batch's
+// largest position is known and small enough (kMaxCachedScores), pass 1 keeps the scores in
+// shared memory and pass 2 reads them back; otherwise pass 2 recomputes them (identical bits).
+//
+// f16 cache values are widened by the hardware conversion (exact for every non-NaN f16: all
+// f16 values, subnormals included, are f32 values); NaN bit patterns take canon_f16_to_f32 so
+// their payload bits stay the canonical ones.
 //
 // Split-K, for decode at long context (few query rows, many keys): (1) a block per (tile,
 // head, token) stores the tile's scores and max; (2) a block per (tile, head, token) takes the
@@ -13,6 +18,8 @@
 // same order as above.
 #include <stdexcept>
 #include <string>
+
+#include <cuda_fp16.h>
 
 #include "cuda/attention.cuh"
 #include "cuda/qk-norm-rope.cuh"
@@ -23,12 +30,17 @@ namespace {
 constexpr int kWarps = 4;
 constexpr int kThreads = kWarps * kWarp;
 constexpr int kMaxHeadDim = 256;  // two output dims per thread
+// Largest cached score row (floats of dynamic shared memory; with the static arrays the block
+// stays under the 48 KiB that needs no opt-in).
+constexpr int64_t kMaxCachedScores = 11 * 1024;
 
 template <bool F16>
 __device__ __forceinline__ float kv_value(const void* cache, int64_t i) {
-    if constexpr (F16)
-        return canon_f16_to_f32(static_cast<const uint16_t*>(cache)[i]);
-    else
+    if constexpr (F16) {
+        const uint16_t h = static_cast<const uint16_t*>(cache)[i];
+        if ((h & 0x7c00u) == 0x7c00u && (h & 0x03ffu) != 0u) return canon_f16_to_f32(h);  // NaN
+        return __half2float(__ushort_as_half(h));
+    } else
         return static_cast<const float*>(cache)[i];
 }
 
@@ -43,7 +55,8 @@ __device__ __forceinline__ float score(const float* q, const void* k_cache, int6
 }
 
 template <bool F16>
-__global__ void __launch_bounds__(kThreads) attention_kernel(AttentionArgs p) {
+__global__ void __launch_bounds__(kThreads) attention_kernel(AttentionArgs p, int64_t n_cached) {
+    extern __shared__ float s_cache[];  // [n_cached] scores of the current (token, head)
     __shared__ float q_sh[kMaxHeadDim];
     __shared__ float e_sh[kAttnTile];
     __shared__ float red[kWarps];
@@ -64,11 +77,13 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(AttentionArgs p) {
         }
         for (int d = tid; d < hd; d += kThreads) q_sh[d] = p.q[(t * p.n_head + h) * hd + d];
         __syncthreads();
+        const bool cached = pos < n_cached;  // block-uniform
 
         // Pass 1: m = max_j s_j.
         float mx = -__int_as_float(0x7f800000);
         for (int64_t j = warp; j <= pos; j += kWarps) {
             const float s = score<F16>(q_sh, p.k_cache, j * kv_row + (int64_t)g * hd, hd, kq_scale);
+            if (cached && lane == 0) s_cache[j] = s;
             if (j == 0 && lane == 0) s0_sh = s;
             mx = fmaxf(mx, s);
         }
@@ -84,9 +99,13 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(AttentionArgs p) {
         const int d0 = tid, d1 = tid + kThreads;
         for (int64_t t0 = 0; t0 <= pos; t0 += kAttnTile) {
             const int len = (int)(pos + 1 - t0 < kAttnTile ? pos + 1 - t0 : kAttnTile);
-            for (int j = warp; j < len; j += kWarps) {
-                const float s = score<F16>(q_sh, p.k_cache, (t0 + j) * kv_row + (int64_t)g * hd, hd, kq_scale);
-                if (lane == 0) e_sh[j] = canon_exp(s - m);
+            if (cached) {
+                for (int j = tid; j < len; j += kThreads) e_sh[j] = canon_exp(s_cache[t0 + j] - m);
+            } else {
+                for (int j = warp; j < len; j += kWarps) {
+                    const float s = score<F16>(q_sh, p.k_cache, (t0 + j) * kv_row + (int64_t)g * hd, hd, kq_scale);
+                    if (lane == 0) e_sh[j] = canon_exp(s - m);
+                }
             }
             __syncthreads();
             float z = 0.0f, a0 = 0.0f, a1 = 0.0f;
@@ -265,10 +284,14 @@ void attention_launch(const AttentionArgs& p, cudaStream_t stream) {
         return;
     }
     const dim3 grid((unsigned)p.n_head, (unsigned)(p.n_tok < 65535 ? p.n_tok : 65535));
+    // Scores kept in shared memory when every position is known to fit (tokens whose position
+    // exceeds max_pos recompute them instead; never an out-of-bounds write).
+    const int64_t n_cached = p.max_pos >= 0 && p.max_pos < kMaxCachedScores ? p.max_pos + 1 : 0;
+    const size_t smem = (size_t)n_cached * sizeof(float);
     if (p.cache_f16)
-        attention_kernel<true><<<grid, kThreads, 0, stream>>>(p);
+        attention_kernel<true><<<grid, kThreads, smem, stream>>>(p, n_cached);
     else
-        attention_kernel<false><<<grid, kThreads, 0, stream>>>(p);
+        attention_kernel<false><<<grid, kThreads, smem, stream>>>(p, n_cached);
     Q3_CUDA_CHECK_LAUNCH();
 }
 

@@ -112,8 +112,9 @@ private:
         DeviceBuffer hidden_q8;             // [cap*k][n_ff_exp/256] Q8K of expert_swiglu
         DeviceBuffer tokens;                // [cap] int32
         DeviceBuffer pos;                   // [cap] int32
+        DeviceBuffer moe_groups;            // moe_group_ints(cap*k, n_expert) int32: slots by expert
         size_t bytes() const {
-            size_t b = hidden_q8.size() + tokens.size() + pos.size();
+            size_t b = hidden_q8.size() + tokens.size() + pos.size() + moe_groups.size();
             for (int i = 0; i < (int)Act::count; ++i) b += act[i].size() + q8[i].size();
             return b;
         }
@@ -278,6 +279,8 @@ size_t CudaBackend::buffer_bytes(int cap) const {
     }
     if (mode_ == ActMode::q8 && hp_.n_ff_exp % QK_K == 0)
         b += (size_t)cap * hp_.n_expert_used * (hp_.n_ff_exp / QK_K) * sizeof(block_q8k);
+    if (cap > 1 && hp_.n_expert <= kMoeGroupMaxMat)
+        b += moe_group_ints((int64_t)cap * hp_.n_expert_used, hp_.n_expert) * sizeof(int32_t);
     return b + 2 * (size_t)cap * 4;
 }
 
@@ -293,6 +296,8 @@ CudaBackend::Buffers CudaBackend::make_buffers(int cap) const {
         b.hidden_q8 = DeviceBuffer((size_t)cap * hp_.n_expert_used * (hp_.n_ff_exp / QK_K) * sizeof(block_q8k));
     b.tokens = DeviceBuffer((size_t)cap * 4);
     b.pos = DeviceBuffer((size_t)cap * 4);
+    if (cap > 1 && hp_.n_expert <= kMoeGroupMaxMat)  // prefill: expert slots grouped by expert
+        b.moe_groups = DeviceBuffer(moe_group_ints((int64_t)cap * hp_.n_expert_used, hp_.n_expert) * sizeof(int32_t));
     return b;
 }
 
@@ -366,6 +371,14 @@ void CudaBackend::rms_norm(Act in, const NormWeight& w, Act out) {
     use_device();
     if ((int64_t)w.w.size() != width(in) || width(in) != width(out))
         throw std::logic_error("CudaBackend::rms_norm: width mismatch for '" + w.name + "'");
+    if (q8_capable(out) && bufs_.q8[(int)out].get() && in != out) {
+        // Every norm feeding quantised matvecs is quantised next (quantize() then finds the q8
+        // copy valid): one fused launch, the same two results.
+        rms_norm_q8k(buf(in), norm(w), buf(out), bufs_.q8[(int)out].as<block_q8k>(), T_, width(in), hp_.rms_eps,
+                     stream_);
+        q8_valid_[(int)out] = true;
+        return;
+    }
     cuda::rms_norm(buf(in), norm(w), buf(out), T_, width(in), hp_.rms_eps, stream_);
     q8_valid_[(int)out] = false;
 }
@@ -375,6 +388,7 @@ void CudaBackend::quantize(Act in) {
     // Rule: activations entering quantised matmuls are quantised once per token per input
     // vector and reused by every matrix reading them.
     if (!q8_capable(in) || !bufs_.q8[(int)in].get()) return;
+    if (q8_valid_[(int)in]) return;  // already quantised with the f32 values (rms_norm_q8k)
     quantize_q8k(buf(in), bufs_.q8[(int)in].as<block_q8k>(), T_, width(in), stream_);
     q8_valid_[(int)in] = true;
 }
@@ -473,6 +487,13 @@ void CudaBackend::moe_experts(const Tensor& gate_exps, const Tensor& up_exps, co
         width(in) != E)
         throw std::logic_error("CudaBackend::moe_experts: expert tensor shapes do not fit");
     const int32_t* ids = bufs_.act[(int)Act::router_indices].as<int32_t>();
+    // Several tokens: sort the slots by expert on the device once, so each expert matrix is
+    // read once per tile of its tokens (the per-slot arithmetic is unchanged).
+    const int32_t* groups = nullptr;
+    if (T_ > 1 && bufs_.moe_groups.get() && g.ne[2] == hp_.n_expert && u.ne[2] == g.ne[2] && dn.ne[2] == g.ne[2]) {
+        moe_group(ids, (int64_t)T_ * K, g.ne[2], bufs_.moe_groups.as<int32_t>(), stream_);
+        groups = bufs_.moe_groups.as<int32_t>();
+    }
     // Slot (t, r) = expert ids[t][r] in rank order; gate/up read token t's input, down reads
     // the slot's own hidden activation.
     auto expert_args = [&](const DevWeight& d, float* out, bool per_slot) {
@@ -480,6 +501,7 @@ void CudaBackend::moe_experts(const Tensor& gate_exps, const Tensor& up_exps, co
         p.ids = ids;
         p.n_used = K;
         p.act_per_slot = per_slot;
+        p.groups = groups;
         return p;
     };
     for (const auto& [d, out] : {std::pair<const DevWeight*, Act>{&g, Act::expert_gate}, {&u, Act::expert_up}}) {

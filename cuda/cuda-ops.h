@@ -77,7 +77,17 @@ struct MatvecArgs {
     int n_used = 1;               // slots per token
     bool act_per_slot = false;    // activation row per slot instead of per token
     float* out = nullptr;         // device [n_tok * n_used, n_rows]
+    // Optional grouping of the slots by ids (moe_group over the same ids, n_tok * n_used slots
+    // and n_mat): multi-token launches then read each expert matrix once per tile of its slots.
+    const int32_t* groups = nullptr;  // device, moe_group_ints(...) int32, or nullptr
 };
+
+// moe-group.cu: sorts the slots s < n_slots by ids[s] on the device (invalid ids in a bucket of
+// their own) and writes the work list of the tiled expert matvecs into groups (device,
+// moe_group_ints(n_slots, n_mat) int32). 1 <= n_mat <= kMoeGroupMaxMat.
+constexpr int64_t kMoeGroupMaxMat = 4096;
+size_t moe_group_ints(int64_t n_slots, int64_t n_mat);
+void moe_group(const int32_t* ids, int64_t n_slots, int64_t n_mat, int32_t* groups, void* stream);
 
 // matvec-q8k.cu: out = canonical dot of quantised weight rows (Q4_0 Q8_0 Q4_K Q5_K Q6_K) with
 // Q8K activations a (device, [n_act_rows, n/256] blocks). n % 256 == 0.
@@ -99,6 +109,11 @@ void matvec_f32act(const MatvecArgs& args, const float* x, void* stream);
 // x, y [n_rows, n], w [n]. y may alias x.
 void rms_norm(const float* x, const float* w, float* y, int64_t n_rows, int64_t n, float eps,
               void* stream);
+
+// rms-norm-q8k.cu: rms_norm (as above) and quantize_q8k of its result in one launch:
+// y [n_rows, n] f32 and yq [n_rows, n/256] Q8K. n % 256 == 0; y 16-byte aligned, not aliasing x.
+void rms_norm_q8k(const float* x, const float* w, float* y, block_q8k* yq, int64_t n_rows, int64_t n, float eps,
+                  void* stream);
 
 // qk-norm-rope.cu: per head RMSNorm over head_dim, then NEOX RoPE with host-made tables;
 // optionally stores the rotated rows into a KV cache at their positions.

@@ -1,10 +1,12 @@
 // matvec-f32act.cu — weight rows (any supported type) x f32 activations, one warp per row.
-// Grid: x = groups of kRowsPerBlock rows, y = slots (token x expert), as matvec-q8k.
+// One token: grid x = groups of kRowsPerBlock rows, y = slots; several tokens: the tiled shape
+// of matvec-tiled.cuh, as matvec-q8k.
 #include <algorithm>
 #include <stdexcept>
 #include <string>
 
 #include "cuda/matvec-f32act.cuh"
+#include "cuda/matvec-tiled.cuh"
 #include "runtime/errors.h"
 
 namespace qwen3moe::cuda {
@@ -35,12 +37,37 @@ __global__ void matvec_f32act_kernel(const uint8_t* __restrict__ w, int64_t n_ro
     }
 }
 
+// The tiled kernel's row dot: matrix mat, row `row`, activation row act_row.
+template <uint32_t T> struct F32ActRowDot {
+    const uint8_t* w;     // device weights [n_mat][n_rows] rows of row_bytes
+    int64_t n_rows;       // rows per matrix
+    int64_t n;            // values per row
+    int64_t row_bytes;    // bytes per weight row
+    const float* x;       // device activations [n_act_rows][n]
+    __device__ __forceinline__ float operator()(int64_t mat, int64_t row, int64_t act_row) const {
+        return warp_row_dot_f32act<T>(w + (mat * n_rows + row) * row_bytes, x + act_row * n, n);
+    }
+    __device__ __forceinline__ void many(int64_t mat, int64_t row, const int64_t* act_rows, int cnt, float* v) const {
+        for (int j = 0; j < cnt; ++j) v[j] = (*this)(mat, row, act_rows[j]);
+    }
+};
+
 struct Launch {
     const MatvecArgs& p;
     const float* x;
     cudaStream_t stream;
     template <uint32_t T> void operator()() const {
         const int64_t n_slots = (int64_t)p.n_tok * p.n_used;
+        if (p.n_tok > 1) {  // prefill; decode (one token, k expert slots) keeps one warp per (slot, row)
+            const bool grouped = p.groups && p.ids;
+            const int64_t n_units = matvec_tiled_units(n_slots, p.n_mat, grouped);
+            const F32ActRowDot<T> dot{static_cast<const uint8_t*>(p.w), p.n_rows, p.n, dequant_row_bytes<T>(p.n), x};
+            matvec_tiled_kernel<<<matvec_tiled_grid(p.n_rows, n_units), kTileWarps * kWarp, 0, stream>>>(
+                dot, p.n_rows, p.n_mat, p.ids, n_slots, p.n_used, p.act_per_slot,
+                slot_groups(grouped ? p.groups : nullptr, n_slots), n_units, p.out);
+            Q3_CUDA_CHECK_LAUNCH();
+            return;
+        }
         const dim3 grid(ceil_div_u(p.n_rows, kRowsPerBlock), (unsigned)std::min<int64_t>(n_slots, kMaxGridY));
         matvec_f32act_kernel<T><<<grid, kRowsPerBlock * kWarp, 0, stream>>>(
             static_cast<const uint8_t*>(p.w), p.n_rows, p.n, p.n_mat, p.ids, n_slots, p.n_used,

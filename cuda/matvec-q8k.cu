@@ -1,10 +1,13 @@
 // matvec-q8k.cu — quantised weights x Q8K activations (see matvec-q8k.cuh for the split).
-// Grid: x = groups of kRowsPerBlock rows (one warp each), y = slots (token x expert).
+// One token (decode): grid x = groups of kRowsPerBlock rows (one warp each), y = slots.
+// Several tokens (prefill): the tiled shape of matvec-tiled.cuh (each weight row read once per
+// tile of slots; expert slots grouped by matrix when the caller passes a grouping).
 #include <algorithm>
 #include <stdexcept>
 #include <string>
 
 #include "cuda/matvec-q8k.cuh"
+#include "cuda/matvec-tiled.cuh"
 #include "runtime/errors.h"
 
 namespace qwen3moe::cuda {
@@ -35,9 +38,35 @@ __global__ void matvec_q8k_kernel(const uint8_t* __restrict__ w, int64_t n_rows,
     }
 }
 
+// The tiled kernel's row dot: matrix mat, row `row`, activation row act_row.
+template <uint32_t T> struct Q8KRowDot {
+    const uint8_t* w;     // device weights [n_mat][n_rows] rows of row_bytes
+    int64_t n_rows;       // rows per matrix
+    int64_t nb;           // 256-value blocks per row
+    int64_t row_bytes;    // bytes per weight row
+    const block_q8k* a;   // device activations [n_act_rows][nb]
+    __device__ __forceinline__ float operator()(int64_t mat, int64_t row, int64_t act_row) const {
+        return warp_row_dot_q8k<T>(w + (mat * n_rows + row) * row_bytes, a + act_row * nb, nb);
+    }
+    __device__ __forceinline__ void many(int64_t mat, int64_t row, const int64_t* act_rows, int n, float* v) const {
+        warp_rows_dot_q8k<T, kSubSlots>(w + (mat * n_rows + row) * row_bytes, a, act_rows, n, nb, v);
+    }
+};
+
 template <uint32_t T>
 void launch_typed(const MatvecArgs& p, const block_q8k* a, cudaStream_t stream) {
     const int64_t n_slots = (int64_t)p.n_tok * p.n_used;
+    if (p.n_tok > 1) {  // prefill; decode (one token, k expert slots) keeps one warp per (slot, row)
+        const bool grouped = p.groups && p.ids;
+        const int64_t n_units = matvec_tiled_units(n_slots, p.n_mat, grouped);
+        const int64_t nb = p.n / QK_K;
+        const Q8KRowDot<T> dot{static_cast<const uint8_t*>(p.w), p.n_rows, nb, nb * Q8KBlock<T>::kBytes, a};
+        matvec_tiled_kernel<<<matvec_tiled_grid(p.n_rows, n_units), kTileWarps * kWarp, 0, stream>>>(
+            dot, p.n_rows, p.n_mat, p.ids, n_slots, p.n_used, p.act_per_slot,
+            slot_groups(grouped ? p.groups : nullptr, n_slots), n_units, p.out);
+        Q3_CUDA_CHECK_LAUNCH();
+        return;
+    }
     const dim3 grid(ceil_div_u(p.n_rows, kRowsPerBlock), (unsigned)std::min<int64_t>(n_slots, kMaxGridY));
     matvec_q8k_kernel<T><<<grid, kRowsPerBlock * kWarp, 0, stream>>>(
         static_cast<const uint8_t*>(p.w), p.n_rows, p.n / QK_K, p.n_mat, p.ids, n_slots, p.n_used,

@@ -246,6 +246,37 @@ def test_matvec_q8k_expert_ids(typ, act_per_slot):
     assert_bits_equal(got_bad[mask], want[mask], f"matvec_q8k other slots beside an invalid id {typ}")
 
 
+@pytest.mark.parametrize("typ", QUANT_TYPES)
+@pytest.mark.parametrize("act_per_slot", [False, True])
+def test_matvec_q8k_prefill_tiles_and_groups(typ, act_per_slot):
+    # Prefill shapes: more tokens than one slot tile (16), rows not a multiple of the row tile
+    # (16), a skewed routing (expert 0 spans several tiles, expert 3 gets no slot) and an
+    # invalid id; the grouped (sorted by expert on the GPU) and ungrouped launches agree with
+    # the CPU bit for bit.
+    rng = np.random.default_rng(_seed(typ, act_per_slot, 99))
+    n_mat, n_rows, n, n_tok, k = 5, 37, 768, 45, 3
+    w = np.stack([_weights(rng, typ, n_rows, n, random_blocks=True) for _ in range(n_mat)])
+    ids = rng.choice([0, 0, 0, 1, 2, 4], size=(n_tok, k)).astype(np.int32)
+    ids[7, 1] = n_mat  # invalid
+    ids[8, 0] = -1     # invalid
+    x = _acts(rng, (n_tok * k if act_per_slot else n_tok, n))
+    xq = _q8k_bytes(x)
+    want = np.full((n_tok * k, n_rows), np.nan, dtype=np.float32)
+    for e in range(n_mat):
+        slots = [s for s in range(n_tok * k) if ids[s // k, s % k] == e]
+        if slots:
+            rows = x[slots] if act_per_slot else x[[s // k for s in slots]]
+            want[slots] = np.asarray(quant.dot_q8k(w[e], typ, rows), dtype=np.float32).reshape(len(slots), n_rows)
+    for group in (True, False):
+        got = _core.cuda_ops_matvec_q8k(quant.type_id(typ), w, n, xq, ids, act_per_slot, group)
+        assert np.isnan(got[7 * k + 1]).all() and np.isnan(got[8 * k + 0]).all()
+        assert_bits_equal(got, want, f"matvec_q8k prefill {typ} act_per_slot={act_per_slot} group={group}")
+    # Dense multi-token: 45 tokens over one matrix (tiles of 16 with a tail).
+    got = _core.cuda_ops_matvec_q8k(quant.type_id(typ), w[1], n, _q8k_bytes(x[:n_tok]))
+    assert_bits_equal(got, np.asarray(quant.dot_q8k(w[1], typ, x[:n_tok]), dtype=np.float32),
+                      f"matvec_q8k dense 45 tokens {typ}")
+
+
 def test_matvec_q8k_rejects_float_types():
     w = np.zeros((2, 256 * 4), dtype=np.uint8)
     with pytest.raises(qwen3moe.UnsupportedTypeError):
@@ -289,6 +320,26 @@ def test_matvec_f32act_expert_ids(typ):
     assert_bits_equal(got, want, f"matvec_f32act expert ids {typ}")
 
 
+@pytest.mark.parametrize("typ", ["F32", "F16", "Q4_K", "Q8_0"])
+def test_matvec_f32act_prefill_tiles_and_groups(typ):
+    rng = np.random.default_rng(_seed(typ, 77))
+    n_mat, n_rows, n, n_tok, k = 4, 21, 512, 23, 2
+    w = np.stack([_weights(rng, typ, n_rows, n) for _ in range(n_mat)])
+    ids = rng.choice([0, 0, 1, 3], size=(n_tok, k)).astype(np.int32)
+    ids[2, 1] = 9  # invalid
+    x = _acts(rng, (n_tok * k, n))
+    want = np.stack([np.asarray(quant.dot_f32(w[ids[s // k, s % k]], typ, x[s]), dtype=np.float32)
+                     if 0 <= ids[s // k, s % k] < n_mat else np.full(n_rows, np.nan, dtype=np.float32)
+                     for s in range(n_tok * k)])
+    for group in (True, False):
+        got = _core.cuda_ops_matvec_f32act(quant.type_id(typ), w, n, x, ids, True, group)
+        assert np.isnan(got[2 * k + 1]).all()
+        assert_bits_equal(got, want, f"matvec_f32act prefill {typ} group={group}")
+    got = _core.cuda_ops_matvec_f32act(quant.type_id(typ), w[0], n, x[:n_tok])
+    want0 = np.stack([np.asarray(quant.dot_f32(w[0], typ, x[t]), dtype=np.float32) for t in range(n_tok)])
+    assert_bits_equal(got, want0, f"matvec_f32act dense 23 tokens {typ}")
+
+
 # ---- rms-norm ----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("rows,n", [(1, 128), (3, 2048), (9, 4096), (4, 100), (2, 33)])
@@ -300,6 +351,19 @@ def test_rms_norm(rows, n):
         got = _core.cuda_ops_rms_norm(x, w, eps)
         want = cpu_rms_norm(x, w, eps)
         assert_bits_equal(got, want, f"rms_norm rows={rows} n={n} eps={eps}")
+
+
+@pytest.mark.parametrize("rows,n", [(1, 2048), (3, 4096), (5, 256), (2, 2304)])
+def test_rms_norm_q8k_fused(rows, n):
+    # The fused RMSNorm + Q8K launch gives the CPU's norm output and the CPU's Q8K blocks of it.
+    rng = np.random.default_rng(rows * 17 + n)
+    x = _acts(rng, (rows, n))
+    x[0, :256] = 0.0  # an all-zero block of the output (d = 0)
+    w = (1.0 + 0.1 * rng.standard_normal(n)).astype(np.float32)
+    y, yq = _core.cuda_ops_rms_norm_q8k(x, w, 1e-6)
+    want = cpu_rms_norm(x, w, 1e-6)
+    assert_bits_equal(y, want, f"rms_norm_q8k rows={rows} n={n} (f32)")
+    assert_bits_equal(yq, _q8k_bytes(want), f"rms_norm_q8k rows={rows} n={n} (Q8K bytes)")
 
 
 # ---- qk-norm-rope (+ KV store) -----------------------------------------------------------------
@@ -361,11 +425,15 @@ def test_attention(split, cache_f16, n_head, n_head_kv, hd, positions):
     k = (rng.standard_normal((n_ctx, n_head_kv * hd)) * 2).astype(np.float32)
     v = rng.standard_normal((n_ctx, n_head_kv * hd)).astype(np.float32)
     if cache_f16:
+        k[::7, ::5] *= np.float32(1e-6)  # f16 subnormals (the device widens them in hardware)
+        v[::3, ::4] *= np.float32(1e-6)
         k, v = quant.f32_to_f16_bits(k), quant.f32_to_f16_bits(v)
-    got = _core.cuda_ops_attention(q, k, v, pos, n_head_kv, split)
     want = cpu_attention(q, k, v, pos, n_head_kv)
-    assert_bits_equal(got, want, f"attention (split={split}) heads={n_head}/{n_head_kv} hd={hd} pos={positions} "
-                                 f"f16={cache_f16}")
+    # split=1: scores kept in shared memory (largest position known) and recomputed (unknown).
+    for known in ((True, False) if split == 1 else (True,)):
+        got = _core.cuda_ops_attention(q, k, v, pos, n_head_kv, split, known)
+        assert_bits_equal(got, want, f"attention (split={split}, known_max_pos={known}) heads={n_head}/{n_head_kv} "
+                                     f"hd={hd} pos={positions} f16={cache_f16}")
 
 
 def test_attention_peaked_scores():

@@ -104,9 +104,18 @@ std::pair<int64_t, int64_t> weight_shape(const Arr<uint8_t>& w, int64_t row_byte
 
 // Shared slot logic of the two matvec bindings. ids (n_tok, n_used) or None (one slot per token).
 struct Slots {
-    qc::DeviceBuffer ids;
+    qc::DeviceBuffer ids;     // device [n_tok * n_used] int32 (empty without ids)
+    qc::DeviceBuffer groups;  // device grouping of the slots by id (moe_group), or empty
     int n_tok = 0, n_used = 1;
 };
+
+// With ids, several tokens and `group`: the device grouping the backend's prefill uses.
+void make_groups(Slots& s, int64_t n_mat, bool group) {
+    const int64_t n_slots = (int64_t)s.n_tok * s.n_used;
+    if (!group || !s.ids.get() || s.n_tok < 2 || n_mat > qc::kMoeGroupMaxMat) return;
+    s.groups = qc::DeviceBuffer(qc::moe_group_ints(n_slots, n_mat) * sizeof(int32_t));
+    qc::moe_group(s.ids.as<int32_t>(), n_slots, n_mat, s.groups.as<int32_t>(), nullptr);
+}
 Slots make_slots(const std::optional<Arr<int32_t>>& ids, int64_t n_act_rows, bool act_per_slot) {
     Slots s;
     if (ids) {
@@ -134,13 +143,14 @@ py::array_t<uint8_t> op_quantize_q8k(const Arr<float>& x) {
 }
 
 py::array_t<float> op_matvec_q8k(uint32_t type, const Arr<uint8_t>& w, int64_t n, const Arr<uint8_t>& a,
-                                 const std::optional<Arr<int32_t>>& ids, bool act_per_slot) {
+                                 const std::optional<Arr<int32_t>>& ids, bool act_per_slot, bool group) {
     const int64_t rb = row_bytes_of(type, n);
     const auto [n_mat, n_rows] = weight_shape(w, rb);
     require(n % QK_K == 0, "n must be a multiple of 256");
     require(a.ndim() == 2 && a.shape(1) == (py::ssize_t)((n / QK_K) * sizeof(block_q8k)),
             "activations must be (rows, n/256 * 292) Q8K bytes");
     Slots s = make_slots(ids, a.shape(0), act_per_slot);
+    make_groups(s, n_mat, group);
     auto dw = upload(w);
     auto da = upload(a);
     qc::DeviceBuffer dout((size_t)((int64_t)s.n_tok * s.n_used * n_rows) * sizeof(float));
@@ -155,16 +165,18 @@ py::array_t<float> op_matvec_q8k(uint32_t type, const Arr<uint8_t>& w, int64_t n
     p.n_used = s.n_used;
     p.act_per_slot = act_per_slot;
     p.out = dout.as<float>();
+    p.groups = s.groups.as<int32_t>();
     qc::matvec_q8k(p, da.as<block_q8k>(), nullptr);
     return download<float>(dout, {(py::ssize_t)s.n_tok * s.n_used, n_rows});
 }
 
 py::array_t<float> op_matvec_f32act(uint32_t type, const Arr<uint8_t>& w, int64_t n, const Arr<float>& x,
-                                    const std::optional<Arr<int32_t>>& ids, bool act_per_slot) {
+                                    const std::optional<Arr<int32_t>>& ids, bool act_per_slot, bool group) {
     const int64_t rb = row_bytes_of(type, n);
     const auto [n_mat, n_rows] = weight_shape(w, rb);
     require(x.ndim() == 2 && x.shape(1) == n, "x must be (rows, n)");
     Slots s = make_slots(ids, x.shape(0), act_per_slot);
+    make_groups(s, n_mat, group);
     auto dw = upload(w);
     auto dx = upload(x);
     qc::DeviceBuffer dout((size_t)((int64_t)s.n_tok * s.n_used * n_rows) * sizeof(float));
@@ -179,8 +191,23 @@ py::array_t<float> op_matvec_f32act(uint32_t type, const Arr<uint8_t>& w, int64_
     p.n_used = s.n_used;
     p.act_per_slot = act_per_slot;
     p.out = dout.as<float>();
+    p.groups = s.groups.as<int32_t>();
     qc::matvec_f32act(p, dx.as<float>(), nullptr);
     return download<float>(dout, {(py::ssize_t)s.n_tok * s.n_used, n_rows});
+}
+
+// Fused RMSNorm + Q8K: (y (rows, n) float32, yq (rows, n/256*292) Q8K bytes).
+py::tuple op_rms_norm_q8k(const Arr<float>& x, const Arr<float>& w, float eps) {
+    require(x.ndim() == 2 && w.ndim() == 1 && w.shape(0) == x.shape(1), "x (rows, n), w (n)");
+    const int64_t rows = x.shape(0), n = x.shape(1);
+    require(n % QK_K == 0, "n must be a multiple of 256");
+    auto dx = upload(x);
+    auto dw = upload(w);
+    qc::DeviceBuffer dy((size_t)x.nbytes());
+    qc::DeviceBuffer dq((size_t)(rows * (n / QK_K)) * sizeof(block_q8k));
+    qc::rms_norm_q8k(dx.as<float>(), dw.as<float>(), dy.as<float>(), dq.as<block_q8k>(), rows, n, eps, nullptr);
+    return py::make_tuple(download<float>(dy, {rows, n}),
+                          download<uint8_t>(dq, {rows, (py::ssize_t)((n / QK_K) * sizeof(block_q8k))}));
 }
 
 py::array_t<float> op_rms_norm(const Arr<float>& x, const Arr<float>& w, float eps) {
@@ -256,7 +283,7 @@ py::object op_kv_store(const Arr<float>& x, const Arr<int32_t>& pos, int64_t n_c
 
 // k_cache / v_cache: (n_ctx, n_head_kv*hd) float32, or uint16 holding f16 bits.
 py::array_t<float> op_attention(const Arr<float>& q, const py::array& k_cache, const py::array& v_cache,
-                                const Arr<int32_t>& pos, int n_head_kv, int split) {
+                                const Arr<int32_t>& pos, int n_head_kv, int split, bool known_max_pos) {
     require(q.ndim() == 3, "q must be (n_tok, n_head, hd)");
     const int n_tok = (int)q.shape(0), n_head = (int)q.shape(1), hd = (int)q.shape(2);
     require(pos.ndim() == 1 && pos.shape(0) == n_tok, "pos must be (n_tok,)");
@@ -293,13 +320,15 @@ py::array_t<float> op_attention(const Arr<float>& q, const py::array& k_cache, c
     p.out = dout.as<float>();
     p.split = split;
     qc::DeviceBuffer scratch;
+    int32_t mx = 0;
+    for (int t = 0; t < n_tok; ++t) mx = std::max(mx, pos.data()[t]);
+    // The largest position, as the backend passes it (lets the one-block path keep its scores
+    // in shared memory); known_max_pos=False exercises the recomputing path.
+    if (known_max_pos || split != 1) p.max_pos = mx;
     if (split != 1) {
         p.scratch_floats = qc::attention_scratch_floats(n_tok, n_head, hd, n_ctx);
         scratch = qc::DeviceBuffer(p.scratch_floats * sizeof(float));
         p.scratch = scratch.as<float>();
-        int32_t mx = 0;
-        for (int t = 0; t < n_tok; ++t) mx = std::max(mx, pos.data()[t]);
-        p.max_pos = mx;
     }
     qc::attention(p, nullptr);
     return download<float>(dout, {n_tok, (py::ssize_t)n_head * hd});
@@ -419,17 +448,22 @@ void bind_cuda(py::module_& m) {
         qc::mem_info(&free_b, &total_b);
         return py::make_tuple(free_b, total_b);
     }, py::arg("device") = 0, "(free, total) bytes of a CUDA device");
+    m.def("cuda_synchronize", [](int dev) {
+        qc::set_device(dev);
+        qc::device_synchronize();
+    }, py::arg("device") = 0, "waits for all queued work of a CUDA device (benchmark timing)");
     m.def("cuda_ops_quantize_q8k", &op_quantize_q8k, py::arg("x"));
     m.def("cuda_ops_matvec_q8k", &op_matvec_q8k, py::arg("type"), py::arg("w"), py::arg("n"), py::arg("a"),
-          py::arg("ids") = py::none(), py::arg("act_per_slot") = false);
+          py::arg("ids") = py::none(), py::arg("act_per_slot") = false, py::arg("group") = true);
     m.def("cuda_ops_matvec_f32act", &op_matvec_f32act, py::arg("type"), py::arg("w"), py::arg("n"), py::arg("x"),
-          py::arg("ids") = py::none(), py::arg("act_per_slot") = false);
+          py::arg("ids") = py::none(), py::arg("act_per_slot") = false, py::arg("group") = true);
     m.def("cuda_ops_rms_norm", &op_rms_norm, py::arg("x"), py::arg("w"), py::arg("eps"));
+    m.def("cuda_ops_rms_norm_q8k", &op_rms_norm_q8k, py::arg("x"), py::arg("w"), py::arg("eps"));
     m.def("cuda_ops_norm_rope", &op_norm_rope, py::arg("x"), py::arg("w"), py::arg("eps"), py::arg("pos"),
           py::arg("cos"), py::arg("sin"), py::arg("cache_type") = "");
     m.def("cuda_ops_kv_store", &op_kv_store, py::arg("x"), py::arg("pos"), py::arg("n_ctx"), py::arg("f16"));
     m.def("cuda_ops_attention", &op_attention, py::arg("q"), py::arg("k_cache"), py::arg("v_cache"), py::arg("pos"),
-          py::arg("n_head_kv"), py::arg("split") = 0);
+          py::arg("n_head_kv"), py::arg("split") = 0, py::arg("known_max_pos") = true);
     m.def("cuda_ops_router", &op_router, py::arg("logits"), py::arg("k"));
     m.def("cuda_ops_swiglu", &op_swiglu, py::arg("g"), py::arg("u"));
     m.def("cuda_ops_moe_combine", &op_moe_combine, py::arg("y"), py::arg("w"), py::arg("residual"));
@@ -443,6 +477,7 @@ void bind_cuda(py::module_& m) {
     m.def("cuda_device_count", []() { return 0; });
     m.def("cuda_device_name", [](int) { return std::string(); });
     m.def("cuda_driver_version", []() { return std::string(); });
+    m.def("cuda_synchronize", [](int) {}, py::arg("device") = 0, "no-op without CUDA");
 #endif
 }
 

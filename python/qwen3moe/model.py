@@ -430,9 +430,19 @@ class Model:
         return int(m["weights_mapped"] + m["kv_cache"] + m["scratch"])
 
     def _timer(self) -> Callable[[Callable[[], Any]], float]:
+        # Kernels run asynchronously (a forward without logits never waits for the GPU): wait
+        # for earlier queued work (e.g. the depth fill) before starting the clock, and for the
+        # timed work before stopping it, so each sample is exactly the timed work's device time.
+        sync = (lambda: None)
+        if _is_cuda(self.device):
+            dev = 0 if self.device == "cuda" else int(str(self.device).split(":", 1)[1])
+            sync = (lambda: _core.cuda_synchronize(dev))
+
         def timer(fn: Callable[[], Any]) -> float:
+            sync()
             t0 = time.perf_counter()
             fn()
+            sync()
             return time.perf_counter() - t0
 
         return timer
