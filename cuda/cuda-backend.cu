@@ -204,6 +204,11 @@ CudaBackend::CudaBackend(const HParams& hp, ActMode mode, int n_ctx, const RopeT
     const size_t need = weight_bytes + norm_bytes + rope_bytes + kv_total + buf_bytes;
     size_t free_b = 0, total_b = 0;
     mem_info(&free_b, &total_b);
+    if (opt.max_vram && need > opt.max_vram)
+        throw OutOfMemory("CUDA out of memory: the model needs " + mib(need) + " on device " + std::to_string(device_) +
+                          " (weights " + mib(weight_bytes) + ", KV cache " + mib(kv_total) + " for n_ctx " +
+                          std::to_string(n_ctx) + ", buffers " + mib(buf_bytes + norm_bytes + rope_bytes) +
+                          ") but max_vram is " + std::to_string(opt.max_vram) + " bytes (" + mib(opt.max_vram) + ")");
     if (need > free_b)
         throw OutOfMemory("CUDA out of memory: the model needs " + mib(need) + " on device " + std::to_string(device_) +
                           " (weights " + mib(weight_bytes) + ", KV cache " + mib(kv_total) + " for n_ctx " +

@@ -29,6 +29,7 @@ namespace cuda {
 
 struct CudaBackendOptions {
     int device = 0;  // CUDA device index
+    size_t max_vram = 0;  // bytes the backend may use at most (0 = the device's free memory)
     // Weight upload progress: (bytes done, bytes total); called from the constructing thread.
     std::function<void(size_t, size_t)> progress;
 };

@@ -18,6 +18,9 @@ namespace qwen3moe::cuda {
 
 // cudaMalloc; throws OutOfMemory naming the request and the free/total device memory.
 void* device_alloc(size_t bytes);
+// Test hook (fault injection): the n-th device_alloc from now (n >= 1) fails as if the device
+// were out of memory (OutOfMemory); n <= 0 disarms. Returns allocations made since the last call.
+long long inject_alloc_failure(long long n);
 void device_free(void* p) noexcept;  // nullptr is a no-op; errors are ignored
 void memcpy_h2d(void* dst_device, const void* src_host, size_t bytes, void* stream);
 void memcpy_d2h(void* dst_host, const void* src_device, size_t bytes, void* stream);

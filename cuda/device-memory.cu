@@ -1,5 +1,6 @@
 // device-memory.cu — allocation, copies and streams behind cuda-ops.h. Allocation failures
 // become qwen3moe::OutOfMemory with the requested size and the device's free/total memory.
+#include <atomic>
 #include <string>
 
 #include "cuda/common.cuh"
@@ -10,9 +11,24 @@ namespace qwen3moe::cuda {
 
 namespace {
 std::string mib(size_t b) { return std::to_string((b + (1u << 20) - 1) >> 20) + " MiB"; }
+
+std::atomic<long long> g_fail_countdown{0};  // > 0: allocations left until the injected failure
+std::atomic<long long> g_alloc_count{0};     // device_alloc calls since the last inject_alloc_failure
 }  // namespace
 
+long long inject_alloc_failure(long long n) {
+    g_fail_countdown.store(n > 0 ? n : 0);
+    return g_alloc_count.exchange(0);
+}
+
 void* device_alloc(size_t bytes) {
+    g_alloc_count.fetch_add(1);
+    long long left = g_fail_countdown.load();
+    while (left > 0 && !g_fail_countdown.compare_exchange_weak(left, left - 1)) {
+    }
+    if (left == 1)
+        throw OutOfMemory("CUDA out of memory: cannot allocate " + std::to_string(bytes) +
+                          " bytes (injected failure: qwen3moe test hook)");
     void* p = nullptr;
     const cudaError_t err = cudaMalloc(&p, bytes);
     if (err == cudaSuccess) return p;

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # GPU-machine driver (run through the device tool from the repo root): build the package on
 # the device, then run the requested steps, writing logs and JSON under $OUT.
-#   steps: build  cudatests  parity30b  bench30b  cpubench30b  sanitize
+#   steps: build  cudatests  parity30b  bench30b  cpubench30b  sanitize (compute-sanitizer)  reliab
 # Carried wheels for packages missing there (gguf) are expected in .whl/.
 set -uo pipefail
 export PYTHONUNBUFFERED=1
@@ -47,6 +47,14 @@ for step in $steps; do
       python3 -m qwen3moe bench -m $M30 --device cpu -t 16 -p 64 -n 32 -r 3 --json > "$OUT/bench-cpu.json" 2> "$OUT/bench-cpu.err"
       python3 -c "import json,sys; [print(r['n_prompt'], r['n_gen'], r['n_depth'], round(r['avg_ts'],2), round(r['stddev_ts'],2), r['peak_rss_bytes']) for r in json.load(open(sys.argv[1]))]" "$OUT/bench-cpu.json"
       tail -5 "$OUT/bench-cpu.err"
+      ;;
+    sanitize)
+      log sanitize
+      bash scripts/compute-sanitizer.sh 2>&1 | tee "$OUT/sanitize.log" | tail -40
+      ;;
+    reliab)
+      log reliab
+      (cd tests_py && timeout 900 python3 -m pytest -q -p no:cacheprovider test_reliability.py 2>&1 | tee "$OUT/reliab.log" | tail -30)
       ;;
     *) echo "unknown step $step"; exit 2 ;;
   esac

@@ -428,6 +428,7 @@ std::unique_ptr<Backend> cuda_backend_factory(const HParams& hp, const ModelOpti
     qwen3moe::cuda::CudaBackendOptions co;
     co.device = qwen3moe::cuda::parse_cuda_device(o.device);
     co.progress = o.progress;
+    co.max_vram = o.max_vram;
     return qwen3moe::cuda::make_cuda_backend(hp, o.mode, o.n_ctx, rope, w, co);
 }
 }  // namespace
@@ -452,6 +453,9 @@ void bind_cuda(py::module_& m) {
         qc::set_device(dev);
         qc::device_synchronize();
     }, py::arg("device") = 0, "waits for all queued work of a CUDA device (benchmark timing)");
+    m.def("cuda_inject_alloc_failure", &qc::inject_alloc_failure, py::arg("n"),
+          "test hook: the n-th device allocation from now fails (OutOfMemory); n <= 0 disarms. "
+          "Returns the allocations made since the previous call.");
     m.def("cuda_ops_quantize_q8k", &op_quantize_q8k, py::arg("x"));
     m.def("cuda_ops_matvec_q8k", &op_matvec_q8k, py::arg("type"), py::arg("w"), py::arg("n"), py::arg("a"),
           py::arg("ids") = py::none(), py::arg("act_per_slot") = false, py::arg("group") = true);

@@ -1,9 +1,15 @@
 // Bindings for the model area: _core.Model (the engine; GIL released in forward/step) and
 // _core.ops (per-op entry points for unit tests and as the CPU twin of device kernels).
 // Python-facing behaviour lives in python/qwen3moe/model.py.
+//
+// Threads: forward/step/reset release the GIL and then take the model's call mutex, so other
+// Python threads run meanwhile and concurrent calls on one model are serialised (never
+// interleaved inside the KV cache). The mutex is only ever waited for without the GIL held.
+// Ctrl-C: see SignalPoll.
 #include <pybind11/numpy.h>
 #include <pybind11/stl.h>
 
+#include <chrono>
 #include <cstring>
 #include <memory>
 #include <stdexcept>
@@ -20,6 +26,7 @@
 #include "ops/softmax.h"
 #include "ops/swiglu.h"
 #include "quant/quant.h"
+#include "runtime/errors.h"
 #include "runtime/sampler.h"
 #include "runtime/thread-pool.h"
 
@@ -75,6 +82,51 @@ std::vector<int32_t> checked_tokens(const py::array_t<int64_t, py::array::c_styl
         out[(size_t)i] = (int32_t)p[i];
     }
     return out;
+}
+
+// Ctrl-C during a long forward. Python runs signal handlers only in the main thread and only
+// while it holds the GIL, which the forward has released. On the main thread the forward's
+// cancel check (polled after every layer) takes the GIL at most every kPollInterval and calls
+// PyErr_CheckSignals; when a handler raised (KeyboardInterrupt), that exception stays pending
+// in this thread, the forward stops with Cancelled (the model restored), and the binding
+// rethrows the pending exception once it holds the GIL again. Other threads are not polled
+// (they never receive signals).
+class SignalPoll {
+public:
+    SignalPoll() {
+        const py::object main_ident = py::module_::import("threading").attr("main_thread")().attr("ident");
+        main_ = main_ident.cast<unsigned long>() == PyThread_get_thread_ident();
+        fn_ = [this] {
+            const auto now = std::chrono::steady_clock::now();
+            if (polled_ && now - last_ < kPollInterval) return false;
+            polled_ = true;
+            last_ = now;
+            py::gil_scoped_acquire gil;
+            return PyErr_CheckSignals() != 0;
+        };
+    }
+    const CancelCheck* get() const { return main_ ? &fn_ : nullptr; }
+
+private:
+    static constexpr std::chrono::milliseconds kPollInterval{20};
+    bool main_ = false;                              // running on Python's main thread
+    bool polled_ = false;                            // last_ is set
+    std::chrono::steady_clock::time_point last_{};   // time of the last poll
+    CancelCheck fn_;                                 // the check handed to forward/step
+};
+
+// Runs f() without the GIL, holding the model's call mutex; a Cancelled forward becomes the
+// Python exception a signal handler raised (KeyboardInterrupt).
+template <class F>
+auto call_unlocked(Qwen3Moe& self, F&& f) -> decltype(f()) {
+    try {
+        py::gil_scoped_release nogil;
+        std::lock_guard<std::mutex> lock(self.call_mutex());
+        return f();
+    } catch (const Cancelled&) {
+        if (PyErr_Occurred()) throw py::error_already_set();
+        throw std::runtime_error("forward cancelled");
+    }
 }
 
 ActMode mode_from_name(const std::string& s) {
@@ -225,12 +277,13 @@ void bind_model(py::module_& m) {
     bind_ops(m);
     py::class_<Qwen3Moe>(m, "Model")
         .def(py::init([](const std::string& path, int n_ctx, const std::string& activations, int threads,
-                         const std::string& device, const py::object& progress) {
+                         const std::string& device, const py::object& progress, size_t max_vram) {
                  ModelOptions o;
                  o.n_ctx = n_ctx;
                  o.mode = mode_from_name(activations);
                  o.threads = threads;
                  o.device = device;
+                 o.max_vram = max_vram;
                  if (!progress.is_none()) {
                      // Device weight upload progress: called without the GIL held, so take it; the
                      // shared_ptr keeps copies of the callback free of Python refcounting.
@@ -244,7 +297,7 @@ void bind_model(py::module_& m) {
                  return std::make_unique<Qwen3Moe>(path, o);
              }),
              py::arg("path"), py::arg("n_ctx") = 4096, py::arg("activations") = "q8", py::arg("threads") = 0,
-             py::arg("device") = "cpu", py::arg("progress") = py::none())
+             py::arg("device") = "cpu", py::arg("progress") = py::none(), py::arg("max_vram") = 0)
         .def("forward",
              [](Qwen3Moe& self, py::array_t<int64_t, py::array::c_style | py::array::forcecast> tokens,
                 const std::vector<std::string>& stages, const std::vector<int>& layers, const std::string& logits) {
@@ -253,10 +306,8 @@ void bind_model(py::module_& m) {
                  const LogitsMode lm = logits_mode_from_name(logits);
                  CaptureSpec spec(stages, layers, hp.n_layer);
                  ForwardResult res;
-                 {
-                     py::gil_scoped_release nogil;
-                     self.forward(tok.data(), (int)tok.size(), spec, lm, res);
-                 }
+                 SignalPoll poll;
+                 call_unlocked(self, [&] { self.forward(tok.data(), (int)tok.size(), spec, lm, res, poll.get()); });
                  const py::ssize_t T = (py::ssize_t)tok.size();
                  py::object lg = py::none();
                  if (res.logits_rows)
@@ -279,14 +330,14 @@ void bind_model(py::module_& m) {
                 int top_k, float top_p, float min_p, uint64_t seed, uint64_t counter) {
                  std::vector<int32_t> tok = checked_tokens(tokens, self.hparams().n_vocab);
                  SamplerParams p{temperature, top_k, top_p, min_p, seed};
-                 py::gil_scoped_release nogil;
-                 return self.step(tok.data(), (int)tok.size(), p, counter);
+                 SignalPoll poll;
+                 return call_unlocked(self, [&] { return self.step(tok.data(), (int)tok.size(), p, counter, poll.get()); });
              },
              "forward (logits of the last row only) then one canonical sample", py::arg("tokens"),
              py::arg("temperature") = 0.0f, py::arg("top_k") = 0, py::arg("top_p") = 1.0f, py::arg("min_p") = 0.0f,
              py::arg("seed") = 0, py::arg("counter") = 0)
-        .def("reset", &Qwen3Moe::reset)
-        .def_property_readonly("n_past", &Qwen3Moe::n_past)
+        .def("reset", [](Qwen3Moe& self) { call_unlocked(self, [&] { self.reset(); }); })
+        .def_property_readonly("n_past", [](Qwen3Moe& self) { return call_unlocked(self, [&] { return self.n_past(); }); })
         .def_property_readonly("n_ctx", &Qwen3Moe::n_ctx)
         .def_property_readonly("threads", &Qwen3Moe::threads)
         .def("hparams",

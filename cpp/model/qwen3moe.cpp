@@ -308,8 +308,13 @@ void Qwen3Moe::check_tokens(const int32_t* tokens, int T) const {
 //  * batch invariance: every op computes a token's values from that token's inputs (and the KV
 //    cache rows before it) only, so forward(prompt) == token-by-token decode, bit for bit.
 void Qwen3Moe::run_batch(const int32_t* tokens, int T, const CaptureSpec& spec, CaptureSink* sink, int64_t row_off,
-                         int logit_r0, int logit_n, float* logits_dst, float* logits_cap_dst) {
+                         int logit_r0, int logit_n, float* logits_dst, float* logits_cap_dst,
+                         const CancelCheck* cancel) {
     Backend& be = *backend_;
+    auto poll = [&] {
+        if (cancel && *cancel && (*cancel)()) throw Cancelled("forward cancelled");
+    };
+    poll();
     auto cap = [&](Stage s, int il, Act a) {
         if (!sink || !spec.wants(s, il)) return;
         CaptureBuffer* b = sink->find(s, il);
@@ -329,6 +334,7 @@ void Qwen3Moe::run_batch(const int32_t* tokens, int T, const CaptureSpec& spec, 
         cap(Stage::q_normed, il, Act::q_normed);                       cap(Stage::k_normed, il, Act::k_normed);
         cap(Stage::q_rope, il, Act::q_rope);                           cap(Stage::k_rope, il, Act::k_rope);
         be.attention(il);                                              cap(Stage::attn_out, il, Act::attn_out);
+        poll();  // also after the two long ops of a layer: a long prefill stops within one op
         be.quantize(Act::attn_out);
         be.matvec(L.attn_output, Act::attn_out, Act::attn_proj);       cap(Stage::attn_proj, il, Act::attn_proj);
         be.add(Act::x, Act::attn_proj, Act::ffn_inp);                  cap(Stage::ffn_inp, il, Act::ffn_inp);
@@ -343,6 +349,7 @@ void Qwen3Moe::run_batch(const int32_t* tokens, int T, const CaptureSpec& spec, 
         cap(Stage::moe_expert_gate, il, Act::expert_gate);             cap(Stage::moe_expert_up, il, Act::expert_up);
         cap(Stage::moe_expert_swiglu, il, Act::expert_swiglu);         cap(Stage::moe_expert_out, il, Act::expert_out);
         cap(Stage::moe_ffn_out, il, Act::moe_out);
+        poll();
         be.add(Act::ffn_inp, Act::moe_out, Act::x);                    cap(Stage::layer_out, il, Act::x);
     }
     // output
@@ -362,7 +369,8 @@ void Qwen3Moe::run_batch(const int32_t* tokens, int T, const CaptureSpec& spec, 
     }
 }
 
-void Qwen3Moe::forward(const int32_t* tokens, int T, const CaptureSpec& spec, LogitsMode mode, ForwardResult& out) {
+void Qwen3Moe::forward(const int32_t* tokens, int T, const CaptureSpec& spec, LogitsMode mode, ForwardResult& out,
+                       const CancelCheck* cancel) {
     check_tokens(tokens, T);
     const int64_t V = hp_.n_vocab;
     out.logits_rows = mode == LogitsMode::all ? T : mode == LogitsMode::last ? 1 : 0;
@@ -383,7 +391,7 @@ void Qwen3Moe::forward(const int32_t* tokens, int T, const CaptureSpec& spec, Lo
                 ln = 1;
                 ldst = out.logits.data();
             }
-            run_batch(tokens + c0, n, spec, &out.captures, c0, lr0, ln, ldst, lcap ? lcap->f.data() : nullptr);
+            run_batch(tokens + c0, n, spec, &out.captures, c0, lr0, ln, ldst, lcap ? lcap->f.data() : nullptr, cancel);
             n_past_ += n;
         }
     } catch (...) {
@@ -392,7 +400,8 @@ void Qwen3Moe::forward(const int32_t* tokens, int T, const CaptureSpec& spec, Lo
     }
 }
 
-int32_t Qwen3Moe::step(const int32_t* tokens, int T, const SamplerParams& sp, uint64_t counter) {
+int32_t Qwen3Moe::step(const int32_t* tokens, int T, const SamplerParams& sp, uint64_t counter,
+                       const CancelCheck* cancel) {
     validate_sampler_params(sp);
     check_tokens(tokens, T);
     static const CaptureSpec kNone;
@@ -402,7 +411,7 @@ int32_t Qwen3Moe::step(const int32_t* tokens, int T, const SamplerParams& sp, ui
             const int n = std::min(kMaxBatch, T - c0);
             const bool last = c0 + n == T;
             run_batch(tokens + c0, n, kNone, nullptr, 0, last ? n - 1 : 0, last ? 1 : 0,
-                      last ? step_logits_.data() : nullptr, nullptr);
+                      last ? step_logits_.data() : nullptr, nullptr, cancel);
             n_past_ += n;
         }
     } catch (...) {

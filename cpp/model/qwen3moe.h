@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -59,6 +60,7 @@ struct ModelOptions {
     ActMode mode = ActMode::q8;    // activations
     int threads = 0;               // 0 = hardware threads
     std::string device = "cpu";    // "cpu", or a registered device backend: "cuda", "cuda:N"
+    size_t max_vram = 0;           // device backends: bytes the model may use at most (0 = free memory)
     // Device backends: weight upload progress (bytes done, bytes total); may be empty.
     std::function<void(size_t, size_t)> progress;
 };
@@ -70,6 +72,12 @@ struct ModelOptions {
 using BackendFactory = std::unique_ptr<Backend> (*)(const HParams& hp, const ModelOptions& opt,
                                                     const RopeTable& rope, const Weights& w);
 void register_backend(const std::string& name, BackendFactory factory);
+
+// Polled between the ops of a forward (after attention and after the experts of every layer,
+// and before each batch); returning true stops the call: the model is
+// restored as before it (n_past unchanged; cache rows past n_past are never read) and
+// qwen3moe::Cancelled is thrown. Called on the computing thread.
+using CancelCheck = std::function<bool()>;
 
 struct ForwardResult {
     std::vector<float> logits;  // [logits_rows][n_vocab]
@@ -96,17 +104,23 @@ public:
     // append them to the KV cache. Throws before touching any state on bad input:
     // invalid_argument (empty, token id outside [0, n_vocab), n_past + T > n_ctx). On any
     // failure the model is as before the call.
-    void forward(const int32_t* tokens, int T, const CaptureSpec& spec, LogitsMode mode, ForwardResult& out);
+    // `cancel` (may be null) is polled between ops (see CancelCheck).
+    void forward(const int32_t* tokens, int T, const CaptureSpec& spec, LogitsMode mode, ForwardResult& out,
+                 const CancelCheck* cancel = nullptr);
     // Forward with logits of the last row into an internal buffer, then one canonical sample.
     // (No allocation for T = 1 after the first call.)
-    int32_t step(const int32_t* tokens, int T, const SamplerParams& sp, uint64_t counter);
+    int32_t step(const int32_t* tokens, int T, const SamplerParams& sp, uint64_t counter,
+                 const CancelCheck* cancel = nullptr);
     void reset() { n_past_ = 0; }
+    // Not thread-safe by itself: callers on several threads hold this lock around forward, step
+    // and reset (the Python bindings do, with the GIL released while they wait).
+    std::mutex& call_mutex() { return call_mutex_; }
 
 private:
     void check_tokens(const int32_t* tokens, int T) const;
     // One batch (T <= kMaxBatch) at position n_past_; captures go to rows row_off.. of `cap`.
     void run_batch(const int32_t* tokens, int T, const CaptureSpec& spec, CaptureSink* cap, int64_t row_off,
-                   int logit_r0, int logit_n, float* logits_dst, float* logits_cap_dst);
+                   int logit_r0, int logit_n, float* logits_dst, float* logits_cap_dst, const CancelCheck* cancel);
 
     ModelOptions opt_;                 // load options
     std::unique_ptr<GGUFFile> file_;   // the mapping (weights point into it)
@@ -118,6 +132,7 @@ private:
     int n_past_ = 0;                   // tokens in the KV cache
     std::vector<float> step_logits_;   // [n_vocab] for step()
     Sampler sampler_;                  // scratch for step()
+    std::mutex call_mutex_;            // serialises callers on several threads (call_mutex())
 };
 
 // Prefill batches: a prompt is run in chunks of at most this many tokens (bounded scratch);

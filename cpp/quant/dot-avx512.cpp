@@ -11,8 +11,11 @@
 
 // GCC 12's AVX-512 intrinsic headers build casts/broadcasts from _mm512_undefined_*(), which
 // trips -Wuninitialized/-Wmaybe-uninitialized under -Werror (a known false positive).
+// (clang has no -Wmaybe-uninitialized: GCC only.)
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 
 #include "quant/dot-kernels.h"
 #include "quant/dot-x86.h"

@@ -7,6 +7,8 @@
 #include <stdexcept>
 #include <string>
 
+#include <cpuid.h>
+
 #include "quant/dot-kernels.h"
 #include "quant/quant.h"
 #include "runtime/errors.h"
@@ -15,8 +17,18 @@ namespace qwen3moe {
 
 namespace {
 
+// clang 14's __builtin_cpu_supports does not know "f16c": read CPUID leaf 1 (ECX bit 29) there.
+bool cpu_has_f16c() {
+#if defined(__clang__)
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C) != 0;
+#else
+    return __builtin_cpu_supports("f16c");
+#endif
+}
+
 bool cpu_has_avx2() {
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpu_has_f16c();
 }
 
 bool cpu_has_avx512vnni() {

@@ -2,6 +2,7 @@
 //   GGUFError        -> qwen3moe.GGUFError        (malformed or hostile GGUF file)
 //   UnsupportedType  -> qwen3moe.UnsupportedTypeError (a tensor type we cannot compute with)
 //   OutOfMemory      -> qwen3moe.OutOfMemoryError (device/host memory plan does not fit)
+//   Cancelled        -> the Python exception pending in the calling thread (KeyboardInterrupt)
 //   std::invalid_argument -> ValueError, std::out_of_range -> IndexError (pybind11 defaults)
 #pragma once
 #include <stdexcept>
@@ -18,6 +19,11 @@ struct UnsupportedType : std::runtime_error {
 };
 
 struct OutOfMemory : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+// A forward stopped by its cancel check (e.g. Ctrl-C); the model is as before the call.
+struct Cancelled : std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 

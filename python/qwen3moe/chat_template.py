@@ -67,6 +67,8 @@ def _compile(template: str) -> jinja2.Template:
         return env.from_string(template)
     except jinja2.TemplateSyntaxError as e:
         raise ChatTemplateError(f"chat template does not compile: {e.message} (line {e.lineno})") from None
+    except Exception as e:  # the template comes from the file (untrusted): any failure is its error
+        raise ChatTemplateError(f"chat template does not compile: {type(e).__name__}: {e}") from None
 
 
 def render_chat_template(
@@ -97,3 +99,8 @@ def render_chat_template(
         raise
     except jinja2.TemplateError as e:
         raise ChatTemplateError(f"chat template failed: {e}") from None
+    except Exception as e:
+        # Template code on bad data (e.g. `1 + 'a'`, None content, a missing attribute) raises
+        # plain Python errors inside Jinja; the template is untrusted file data, so they are
+        # reported as the template's failure (found by tests_py/fuzz/fuzz_chat_template.py).
+        raise ChatTemplateError(f"chat template failed: {type(e).__name__}: {e}") from None

@@ -15,6 +15,7 @@ there, `decode(token)` appends one, `reset()` empties it. `forward(prompt)` and 
 from __future__ import annotations
 
 import os
+import threading
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Literal, Mapping, Sequence, overload
@@ -188,13 +189,18 @@ class Model:
     """A loaded qwen3moe model (use `qwen3moe.load`)."""
 
     def __init__(self, path: str, device: str = "cpu", n_ctx: int = 4096, activations: str = "q8",
-                 threads: int | None = None, progress: Any = None):
+                 threads: int | None = None, progress: Any = None, max_vram: int | None = None):
         self.path = os.fspath(path)
         self.device = device
         self.activations = activations
         self._core: Any = _core.Model(self.path, n_ctx=n_ctx, activations=activations,
                                       threads=0 if threads is None else threads, device=device,
-                                      progress=_upload_progress(self.path, device, progress))
+                                      progress=_upload_progress(self.path, device, progress),
+                                      max_vram=0 if max_vram is None else int(max_vram))
+        # Held by generate() for a whole generation, so that a forward/decode/reset/generate from
+        # another thread waits instead of interleaving with it in the KV cache (single calls are
+        # serialised in _core as well).
+        self._session = threading.RLock()
         hp = self._core.hparams()
         self._hp = hp
         self.n_ctx = int(self._core.n_ctx)
@@ -232,7 +238,9 @@ class Model:
 
     def reset(self) -> None:
         """Empty the KV cache (n_past = 0)."""
-        self._live().reset()
+        core = self._live()
+        with self._session:
+            core.reset()
 
     def close(self) -> None:
         """Release the model (its mapping, KV cache and threads). Later calls raise RuntimeError."""
@@ -262,7 +270,9 @@ class Model:
             raise ValueError(f'logits must be "last", "all" or "none", got {logits!r}')
         arr = _token_array(tokens, self._hp["n_vocab"])
         stages = _stage_list(capture)
-        lg, caps = core.forward(arr, stages, _layer_list(layers), logits)
+        layer_list = _layer_list(layers)
+        with self._session:
+            lg, caps = core.forward(arr, stages, layer_list, logits)
         return ForwardResult(logits=lg, captures=Captures({(s, l): a for s, l, a in caps}), n_tokens=int(arr.size))
 
     def decode(self, token: int, capture: Any = None, layers: Any = None, logits: str = "last") -> ForwardResult:
@@ -347,6 +357,11 @@ class Model:
 
     def _generate(self, ids: np.ndarray, max_tokens: int, temperature: float, top_k: int, top_p: float,
                   min_p: float, seed: int, stops: list[str]) -> Iterator[str]:
+        with self._session:
+            yield from self._generate_locked(ids, max_tokens, temperature, top_k, top_p, min_p, seed, stops)
+
+    def _generate_locked(self, ids: np.ndarray, max_tokens: int, temperature: float, top_k: int, top_p: float,
+                         min_p: float, seed: int, stops: list[str]) -> Iterator[str]:
         from .tokenizer import IncrementalDecoder
 
         core = self._live()
@@ -486,7 +501,7 @@ def _split_stop(text: str, stops: list[str], final: bool = False) -> tuple[str, 
 
 
 def load(path: str | os.PathLike, device: str = "cpu", n_ctx: int = 4096, activations: str = "q8",
-         threads: int | None = None, progress: Any = None) -> Model:
+         threads: int | None = None, progress: Any = None, max_vram: int | None = None) -> Model:
     """Load a qwen3moe GGUF file.
 
     device: "cpu", or "cuda" / "cuda:N" (the GPU backend: weights, KV cache and every op on
@@ -495,7 +510,13 @@ def load(path: str | os.PathLike, device: str = "cpu", n_ctx: int = 4096, activa
     quantised matmuls, f16 KV cache: the fast, canonical mode) or "f32" (dequantised weights ×
     f32 activations, f32 KV cache: the reference mode); threads: CPU threads (None = all
     hardware threads); progress (CUDA): weight upload progress — None shows a tqdm bar for
-    files of 256 MiB or more, True always, False never, or a callable(done_bytes, total_bytes).
+    files of 256 MiB or more, True always, False never, or a callable(done_bytes, total_bytes);
+    max_vram (CUDA): bytes of GPU memory the model may use at most (None = the free memory):
+    a model whose plan (weights + KV cache + buffers) needs more raises OutOfMemoryError before
+    anything is allocated.
+    Threads and Ctrl-C: compute releases the GIL; calls on one model from several threads are
+    serialised (a generate() holds the model until it ends); KeyboardInterrupt stops a forward
+    within about one layer and leaves the model as before the call.
     Raises GGUFError (malformed file or metadata), UnsupportedTypeError (a tensor type that
     cannot be computed with), OutOfMemoryError (the model does not fit on the GPU; the message
     gives the sizes), ValueError (bad argument), FileNotFoundError.
@@ -511,9 +532,12 @@ def load(path: str | os.PathLike, device: str = "cpu", n_ctx: int = 4096, activa
         raise ValueError(f"n_ctx must be a positive integer, got {n_ctx!r}")
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1):
         raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
+    if max_vram is not None and (isinstance(max_vram, bool) or not isinstance(max_vram, (int, np.integer)) or max_vram < 1):
+        raise ValueError(f"max_vram must be a positive number of bytes or None, got {max_vram!r}")
     if not os.path.exists(path):
         raise FileNotFoundError(f"no such file: {path!r}")
-    return Model(path, device=device, n_ctx=int(n_ctx), activations=activations, threads=threads, progress=progress)
+    return Model(path, device=device, n_ctx=int(n_ctx), activations=activations, threads=threads, progress=progress,
+                 max_vram=max_vram)
 
 
 # ---- CUDA device (the cuda backend, cuda/cuda-backend.cu) --------------------------------------
