@@ -5,7 +5,7 @@ Tests, for each depth d (tokens already in the KV cache before the timed work):
   tg<N> @ d<d>   text generation: N single-token decode steps after d tokens of context
 
 Each test runs once untimed (warm-up), then `repetitions` timed runs; the context fill is never
-timed. On CUDA the timing uses CUDA events around the work (the model's own timer); on the CPU
+timed. On CUDA the clock is read after cudaDeviceSynchronize on both sides of the work; on the CPU
 a monotonic clock. Results carry the fields llama-bench writes (n_prompt, n_gen, n_depth,
 avg_ns, stddev_ns, avg_ts, stddev_ts, samples_ns, samples_ts, ...), so the two can be tabled
 side by side.
@@ -156,7 +156,7 @@ def run_bench(
                     samples_ts=ts,
                     peak_vram_bytes=int(model.peak_vram_bytes()) if model.device == "cuda" else 0,
                     peak_rss_bytes=_peak_rss(),
-                    timer="cuda-events" if model.device == "cuda" else "perf_counter",
+                    timer="perf_counter+cudaDeviceSynchronize" if model.device.startswith("cuda") else "perf_counter",
                 )
             )
     return results
