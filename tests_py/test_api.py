@@ -37,9 +37,10 @@ def test_top_level_names():
 def test_repr_config_context_manager_close(path):
     with qwen3moe.load(path, n_ctx=64, threads=1) as m:
         text = repr(m)
-        assert text.startswith("Model(architecture=qwen3moe, layers=4") and "n_past=0" in text
         cfg = m.config
-        assert cfg["n_layer"] == 4 and cfg["n_ctx"] == 64 and cfg["device"] == "cpu" and cfg["threads"] == 1
+        n_layer = qwen3moe.inspect(path).metadata["qwen3moe.block_count"]
+        assert text.startswith(f"Model(architecture=qwen3moe, layers={n_layer}") and "n_past=0" in text
+        assert cfg["n_layer"] == n_layer and cfg["n_ctx"] == 64 and cfg["device"] == "cpu" and cfg["threads"] == 1
         m.forward([1, 2, 3])
         assert "n_past=3" in repr(m)
     assert repr(m).endswith("closed)")
@@ -57,21 +58,24 @@ def test_captures_indexing_and_save(path, tmp_path):
         r = m.forward(m.tokenize("def f(x):"), capture="all")
         caps = r.captures
         n_tok = r.n_tokens
-        assert caps["moe_ffn_out", 3].shape == (n_tok, m.config["n_embd"])
+        n_layer = m.config["n_layer"]
+        last = n_layer - 1
+        assert caps["moe_ffn_out", last].shape == (n_tok, m.config["n_embd"])
         assert caps["logits"].shape == (n_tok, m.config["vocab_size"])
-        assert caps.stages == list(qwen3moe.stages.ALL_STAGES) and caps.layers == [0, 1, 2, 3]
+        assert caps.stages == list(qwen3moe.stages.ALL_STAGES) and caps.layers == list(range(n_layer))
         assert f"{n_tok} tokens" in repr(caps)
         d = caps.to_dict()
-        assert isinstance(d, dict) and len(d) == 3 + 4 * 22 and d[("moe_ffn_out", 3)] is caps["moe_ffn_out", 3]
+        assert isinstance(d, dict) and len(d) == 3 + n_layer * 22
+        assert d[("moe_ffn_out", last)] is caps["moe_ffn_out", last]
         out = tmp_path / "caps.npz"
         caps.save(out)
         with np.load(out) as z:
-            assert "moe_ffn_out.3" in z.files and "embed" in z.files
-            assert np.array_equal(z["moe_ffn_out.3"], caps["moe_ffn_out", 3])
+            assert f"moe_ffn_out.{last}" in z.files and "embed" in z.files
+            assert np.array_equal(z[f"moe_ffn_out.{last}"], caps["moe_ffn_out", last])
         back = qwen3moe.Captures.load(out)
         assert qwen3moe.compare(caps, back).all_identical
         with pytest.raises(KeyError, match="unknown stage"):
-            caps["moe_ffn", 3]
+            caps["moe_ffn", last]
 
 
 def test_comparison_html(path):
@@ -79,10 +83,11 @@ def test_comparison_html(path):
         toks = a.tokenize("x = 1")
         cmp = qwen3moe.compare(a.forward(toks, capture=["layer_out"]).captures,
                                b.forward(toks, capture=["layer_out"]).captures)
+    n_layer = qwen3moe.inspect(path).metadata["qwen3moe.block_count"]
     html = cmp._repr_html_()
-    assert html.count("<tr") == 1 + 4 and "layer_out" in html
+    assert html.count("<tr") == 1 + n_layer and "layer_out" in html
     assert 'style="background' in html  # q8 vs f32 differ: rows are highlighted
-    assert repr(cmp).startswith("<Comparison 4 pairs")
+    assert repr(cmp).startswith(f"<Comparison {n_layer} pairs")
 
 
 def _public_callables():
