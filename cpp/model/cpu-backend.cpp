@@ -4,6 +4,7 @@
 #include "model/cpu-backend.h"
 
 #include <cstring>
+#include <string>
 #include <stdexcept>
 
 #include "ops/attention.h"
@@ -127,6 +128,37 @@ void CpuBackend::matvec(const Tensor& w, Act in, Act out) {
     const int64_t win = width(in);
     matvec_into(m, T_, buf(in), win, q8 ? q8_[(int)in].data() : nullptr, win / 256, buf(out), width(out));
     invalidate(out);
+}
+
+void CpuBackend::matvec_qkv(const Tensor& wq, const Tensor& wk, const Tensor& wv, Act in) {
+    // One parallel region over the rows of all three matrices (global row i: q rows, then k
+    // rows, then v rows); each (token, row) output is the same matvec_rows call as in matvec().
+    const WeightMatrix m[3] = {wq.matrix(), wk.matrix(), wv.matrix()};
+    const Act outs[3] = {Act::q, Act::k, Act::v};
+    const int64_t win = width(in);
+    bool q8[3];
+    int64_t rows_total = 0, work = 0;
+    for (int j = 0; j < 3; ++j) {
+        q8[j] = matvec_uses_q8(m[j].type, mode_);
+        if (q8[j] && !q8_valid_[(int)in]) throw std::logic_error("matvec of " + std::string(j == 0 ? wq.name : j == 1 ? wk.name : wv.name) + ": input has no q8 copy");
+        rows_total += m[j].n_rows;
+        work += m[j].n_rows * m[j].n_cols * T_;
+    }
+    const float* x = buf(in);
+    const block_q8k* xq = q8_[(int)in].empty() ? nullptr : q8_[(int)in].data();
+    par(rows_total, work, [&](int64_t i0, int64_t i1, int tid) {
+        float* scr = scratch_.data() + tid * scratch_stride_;
+        int64_t base = 0;
+        for (int j = 0; j < 3; ++j) {
+            const int64_t r0 = i0 > base ? i0 - base : 0;
+            const int64_t r1 = i1 - base < m[j].n_rows ? i1 - base : m[j].n_rows;
+            if (r0 < r1)
+                matvec_rows(m[j], r0, r1, T_, x, win, q8[j] ? xq : nullptr, win / 256, buf(outs[j]), width(outs[j]),
+                            mode_, scr);
+            base += m[j].n_rows;
+        }
+    });
+    for (Act a : outs) invalidate(a);
 }
 
 void CpuBackend::qk_norm_rope_kv_append(int il, const NormWeight& q_norm, const NormWeight& k_norm) {
