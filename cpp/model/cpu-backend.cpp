@@ -333,7 +333,7 @@ void CpuBackend::moe_experts(const Tensor& gate_exps, const Tensor& up_exps, con
                 const float* y = g_down_.data() + p * E;
                 std::memcpy(buf(Act::expert_out) + dst * E, y, sizeof(float) * E);
                 const float w = wts[t * K + r];
-                for (int64_t d = 0; d < E; ++d) moe[d] = canon_fma(w, y[d], moe[d]);
+                canon_axpy(w, y, moe, E);  // moe[d] = canon_fma(w, y[d], moe[d])
             }
         }
     });
