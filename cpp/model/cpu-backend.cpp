@@ -304,7 +304,9 @@ void CpuBackend::moe_experts(const Tensor& gate_exps, const Tensor& up_exps, con
     // 4. SwiGLU per entry, then its q8 copy (the down projection's input, quantised once)
     const bool d_q8 = matvec_uses_q8(down_exps.type, mode_);
     const int64_t nbF = F / 256;
-    par(n_ent, (int64_t)n_ent * F * 16, [&](int64_t p0, int64_t p1, int) {
+    // (work ~ n_ent * F: the SIMD SwiGLU + quantiser cost a few ns per value, so a decode
+    // token's k entries run on this thread instead of paying a pool round trip)
+    par(n_ent, (int64_t)n_ent * F * (d_q8 ? 2 : 1), [&](int64_t p0, int64_t p1, int) {
         for (int64_t p = p0; p < p1; ++p) {
             swiglu(g_gate_.data() + p * F, g_up_.data() + p * F, g_act_.data() + p * F, F);
             if (d_q8) quantize_row_q8k(g_act_.data() + p * F, g_act_q8_.data() + p * nbF, F);
