@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstring>
+#include <limits>
 #include <random>
 #include <string>
 #include <vector>
@@ -267,6 +268,48 @@ TEST_CASE("canon_dot twins equal canon_dot_ref", "[quant]") {
             REQUIRE(std::signbit(r) == (n >= 32));
         }
     }
+}
+
+TEST_CASE("canon_axpy and canon_swiglu twins equal the scalar definitions", "[quant]") {
+    RestoreLevel restore;
+    std::mt19937 rng(11);
+    // edge values: NaN, infinities, signed zeros, the canon_exp cut-offs (+-1 ulp) and arguments
+    // whose power of two needs canon_exp's rescaling (|g| near 87.3 .. 103.97)
+    const float inf = std::numeric_limits<float>::infinity();
+    const float edges[] = {std::nanf(""), inf, -inf, 0.0f, -0.0f, -88.72283935546875f,
+                           std::nextafter(-88.72283935546875f, -inf), std::nextafter(-88.72283935546875f, 0.0f),
+                           103.972076416015625f, std::nextafter(103.972076416015625f, inf),
+                           std::nextafter(103.972076416015625f, 0.0f), 87.0f, 87.4f, 88.0f, -87.4f, -88.0f,
+                           95.0f, 100.0f, 1e-40f, -1e-40f, 3.0e38f, -3.0e38f};
+    for (const std::string& lv : levels()) {
+        for (int64_t n : {0, 1, 7, 8, 9, 16, 31, 64, 128, 768, 1003}) {
+            INFO("level " << lv << " n " << n);
+            std::vector<float> g = random_floats(rng, n, 1.5f), u = random_floats(rng, n, 1.0f),
+                               y0 = random_floats(rng, n, 1.0f);
+            for (int64_t i = 0; i < n; i += 3) g[(size_t)i] = edges[(size_t)(rng() % (sizeof(edges) / sizeof(float)))];
+            const float a = random_floats(rng, 1, 1.0f)[0];
+            std::vector<float> want_y = y0, want_s((size_t)n), got_y = y0, got_s((size_t)n);
+            for (int64_t i = 0; i < n; ++i) {
+                want_y[(size_t)i] = canon_fma(a, g[(size_t)i], y0[(size_t)i]);
+                want_s[(size_t)i] = canon_silu(g[(size_t)i]) * u[(size_t)i];
+            }
+            set_simd_level(lv.c_str());
+            canon_axpy(a, g.data(), got_y.data(), n);
+            canon_swiglu(g.data(), u.data(), got_s.data(), n);
+            for (int64_t i = 0; i < n; ++i) {
+                INFO("i " << i << " g " << g[(size_t)i]);
+                REQUIRE(same(got_y[(size_t)i], want_y[(size_t)i]));
+                REQUIRE(same(got_s[(size_t)i], want_s[(size_t)i]));
+            }
+            // a block of 8 that stays on the vector path throughout (moderate values)
+            std::vector<float> gm((size_t)n), sm((size_t)n);
+            for (int64_t i = 0; i < n; ++i) gm[(size_t)i] = (float)((int)(rng() % 2001) - 1000) * 0.037f;
+            canon_swiglu(gm.data(), u.data(), sm.data(), n);
+            for (int64_t i = 0; i < n; ++i) REQUIRE(same(sm[(size_t)i], canon_silu(gm[(size_t)i]) * u[(size_t)i]));
+        }
+    }
+    CHECK_THROWS_AS(canon_axpy(1.0f, nullptr, nullptr, -1), std::invalid_argument);
+    CHECK_THROWS_AS(canon_swiglu(nullptr, nullptr, nullptr, -1), std::invalid_argument);
 }
 
 TEST_CASE("vec_dot_f32act is canon_dot of the dequantised row", "[quant]") {

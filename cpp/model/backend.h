@@ -67,6 +67,13 @@ public:
     virtual void quantize(Act in) = 0;
     // out[t] = W in[t] by the matvec rule.
     virtual void matvec(const Tensor& w, Act in, Act out) = 0;
+    // q, k, v = Wq in, Wk in, Wv in (same results as three matvec calls; a backend may run the
+    // rows of all three matrices as one piece of parallel work).
+    virtual void matvec_qkv(const Tensor& wq, const Tensor& wk, const Tensor& wv, Act in) {
+        matvec(wq, in, Act::q);
+        matvec(wk, in, Act::k);
+        matvec(wv, in, Act::v);
+    }
     // Per token: q_normed = RMSNorm per head (q_norm), k_normed likewise (k_norm), q_rope and
     // k_rope = RoPE NEOX at the token's position; then K (k_rope) and V stored in layer il of the
     // KV cache at that position.

@@ -4,6 +4,7 @@
 #include "model/cpu-backend.h"
 
 #include <cstring>
+#include <string>
 #include <stdexcept>
 
 #include "ops/attention.h"
@@ -127,6 +128,37 @@ void CpuBackend::matvec(const Tensor& w, Act in, Act out) {
     const int64_t win = width(in);
     matvec_into(m, T_, buf(in), win, q8 ? q8_[(int)in].data() : nullptr, win / 256, buf(out), width(out));
     invalidate(out);
+}
+
+void CpuBackend::matvec_qkv(const Tensor& wq, const Tensor& wk, const Tensor& wv, Act in) {
+    // One parallel region over the rows of all three matrices (global row i: q rows, then k
+    // rows, then v rows); each (token, row) output is the same matvec_rows call as in matvec().
+    const WeightMatrix m[3] = {wq.matrix(), wk.matrix(), wv.matrix()};
+    const Act outs[3] = {Act::q, Act::k, Act::v};
+    const int64_t win = width(in);
+    bool q8[3];
+    int64_t rows_total = 0, work = 0;
+    for (int j = 0; j < 3; ++j) {
+        q8[j] = matvec_uses_q8(m[j].type, mode_);
+        if (q8[j] && !q8_valid_[(int)in]) throw std::logic_error("matvec of " + std::string(j == 0 ? wq.name : j == 1 ? wk.name : wv.name) + ": input has no q8 copy");
+        rows_total += m[j].n_rows;
+        work += m[j].n_rows * m[j].n_cols * T_;
+    }
+    const float* x = buf(in);
+    const block_q8k* xq = q8_[(int)in].empty() ? nullptr : q8_[(int)in].data();
+    par(rows_total, work, [&](int64_t i0, int64_t i1, int tid) {
+        float* scr = scratch_.data() + tid * scratch_stride_;
+        int64_t base = 0;
+        for (int j = 0; j < 3; ++j) {
+            const int64_t r0 = i0 > base ? i0 - base : 0;
+            const int64_t r1 = i1 - base < m[j].n_rows ? i1 - base : m[j].n_rows;
+            if (r0 < r1)
+                matvec_rows(m[j], r0, r1, T_, x, win, q8[j] ? xq : nullptr, win / 256, buf(outs[j]), width(outs[j]),
+                            mode_, scr);
+            base += m[j].n_rows;
+        }
+    });
+    for (Act a : outs) invalidate(a);
 }
 
 void CpuBackend::qk_norm_rope_kv_append(int il, const NormWeight& q_norm, const NormWeight& k_norm) {
@@ -272,7 +304,9 @@ void CpuBackend::moe_experts(const Tensor& gate_exps, const Tensor& up_exps, con
     // 4. SwiGLU per entry, then its q8 copy (the down projection's input, quantised once)
     const bool d_q8 = matvec_uses_q8(down_exps.type, mode_);
     const int64_t nbF = F / 256;
-    par(n_ent, (int64_t)n_ent * F * 16, [&](int64_t p0, int64_t p1, int) {
+    // (work ~ n_ent * F: the SIMD SwiGLU + quantiser cost a few ns per value, so a decode
+    // token's k entries run on this thread instead of paying a pool round trip)
+    par(n_ent, (int64_t)n_ent * F * (d_q8 ? 2 : 1), [&](int64_t p0, int64_t p1, int) {
         for (int64_t p = p0; p < p1; ++p) {
             swiglu(g_gate_.data() + p * F, g_up_.data() + p * F, g_act_.data() + p * F, F);
             if (d_q8) quantize_row_q8k(g_act_.data() + p * F, g_act_q8_.data() + p * nbF, F);
@@ -301,7 +335,7 @@ void CpuBackend::moe_experts(const Tensor& gate_exps, const Tensor& up_exps, con
                 const float* y = g_down_.data() + p * E;
                 std::memcpy(buf(Act::expert_out) + dst * E, y, sizeof(float) * E);
                 const float w = wts[t * K + r];
-                for (int64_t d = 0; d < E; ++d) moe[d] = canon_fma(w, y[d], moe[d]);
+                canon_axpy(w, y, moe, E);  // moe[d] = canon_fma(w, y[d], moe[d])
             }
         }
     });

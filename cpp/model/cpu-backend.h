@@ -22,6 +22,7 @@ public:
     void rms_norm(Act in, const NormWeight& w, Act out) override;
     void quantize(Act in) override;
     void matvec(const Tensor& w, Act in, Act out) override;
+    void matvec_qkv(const Tensor& wq, const Tensor& wk, const Tensor& wv, Act in) override;
     void qk_norm_rope_kv_append(int il, const NormWeight& q_norm, const NormWeight& k_norm) override;
     void attention(int il) override;
     void add(Act a, Act b, Act out) override;

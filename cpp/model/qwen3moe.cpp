@@ -327,9 +327,10 @@ void Qwen3Moe::run_batch(const int32_t* tokens, int T, const CaptureSpec& spec, 
         // attention block
         be.rms_norm(Act::x, L.attn_norm, Act::norm);                   cap(Stage::attn_norm, il, Act::norm);
         be.quantize(Act::norm);  // once, read by q, k and v
-        be.matvec(L.attn_q, Act::norm, Act::q);                        cap(Stage::q, il, Act::q);
-        be.matvec(L.attn_k, Act::norm, Act::k);                        cap(Stage::k, il, Act::k);
-        be.matvec(L.attn_v, Act::norm, Act::v);                        cap(Stage::v, il, Act::v);
+        be.matvec_qkv(L.attn_q, L.attn_k, L.attn_v, Act::norm);
+        cap(Stage::q, il, Act::q);
+        cap(Stage::k, il, Act::k);
+        cap(Stage::v, il, Act::v);
         be.qk_norm_rope_kv_append(il, L.attn_q_norm, L.attn_k_norm);
         cap(Stage::q_normed, il, Act::q_normed);                       cap(Stage::k_normed, il, Act::k_normed);
         cap(Stage::q_rope, il, Act::q_rope);                           cap(Stage::k_rope, il, Act::k_rope);

@@ -59,7 +59,7 @@ void attention_head(const float* q, const void* k, const void* v, bool f16, int6
             const float e = sc.scores[t];
             const float* vt = load_row(v, f16, (int64_t)t * row_stride + head_off, hd, sc.kv_row, tab);
             z = z + e;
-            for (int d = 0; d < hd; ++d) a[d] = canon_fma(e, vt[d], a[d]);
+            canon_axpy(e, vt, a, hd);  // a[d] = canon_fma(e, vt[d], a[d])
         }
         zsum = zsum + z;
         for (int d = 0; d < hd; ++d) out[d] = out[d] + a[d];

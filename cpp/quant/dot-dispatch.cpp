@@ -103,6 +103,16 @@ float canon_dot(const float* a, const float* b, int64_t n) {
     return kernels().canon_dot(a, b, n);
 }
 
+void canon_axpy(float a, const float* x, float* y, int64_t n) {
+    if (n < 0) throw std::invalid_argument("canon_axpy: negative length");
+    kernels().axpy(a, x, y, n);
+}
+
+void canon_swiglu(const float* g, const float* u, float* s, int64_t n) {
+    if (n < 0) throw std::invalid_argument("canon_swiglu: negative length");
+    kernels().swiglu(g, u, s, n);
+}
+
 float vec_dot_f32act(uint32_t type, const void* w_row, const float* x, int64_t n, float* scratch) {
     if (type == GGML_TYPE_F32) return canon_dot(static_cast<const float*>(w_row), x, n);
     dequantize_row(type, w_row, scratch, n);  // validates type and n

@@ -20,6 +20,10 @@ struct DotKernels {
     float (*canon_dot)(const float* a, const float* b, int64_t n);
     // the Q8K activation quantiser (n % 256 == 0)
     void (*quantize_q8k)(const float* x, block_q8k* y, int64_t n);
+    // y[i] = canon_fma(a, x[i], y[i]) for i < n (any n >= 0)
+    void (*axpy)(float a, const float* x, float* y, int64_t n);
+    // s[i] = canon_silu(g[i]) * u[i] for i < n (any n >= 0)
+    void (*swiglu)(const float* g, const float* u, float* s, int64_t n);
 };
 
 extern const DotKernels kDotKernelsRef;

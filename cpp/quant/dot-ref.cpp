@@ -137,8 +137,17 @@ void dot_q8k_ref(uint32_t type, const void* w_row, const block_q8k* a, int64_t a
 
 float canon_dot_scalar(const float* a, const float* b, int64_t n) { return canon_dot_ref(a, b, n); }
 
+void axpy_scalar(float a, const float* x, float* y, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) y[i] = canon_fma(a, x[i], y[i]);
+}
+
+void swiglu_scalar(const float* g, const float* u, float* s, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) s[i] = canon_silu(g[i]) * u[i];
+}
+
 }  // namespace
 
-const DotKernels kDotKernelsRef = {"scalar", dot_q8k_ref, canon_dot_scalar, quantize_q8k_ref};
+const DotKernels kDotKernelsRef = {"scalar",         dot_q8k_ref,  canon_dot_scalar, quantize_q8k_ref,
+                                   axpy_scalar, swiglu_scalar};
 
 }  // namespace qwen3moe

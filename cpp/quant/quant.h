@@ -49,6 +49,12 @@ void vec_dot_q8k_multi(uint32_t type, const void* w_row, const block_q8k* a,
 // Canonical 32-lane dot of two float vectors.
 float canon_dot(const float* a, const float* b, int64_t n);
 
+// y[i] = canon_fma(a, x[i], y[i]) for i < n (SIMD where available, same bits).
+void canon_axpy(float a, const float* x, float* y, int64_t n);
+
+// s[i] = canon_silu(g[i]) * u[i] for i < n (SIMD where available, same bits).
+void canon_swiglu(const float* g, const float* u, float* s, int64_t n);
+
 // canon_dot(dequantised weight row, x). `scratch` holds n floats (unused for F32 rows).
 float vec_dot_f32act(uint32_t type, const void* w_row, const float* x, int64_t n, float* scratch);
 
