@@ -1,30 +1,18 @@
 """Shared pytest fixtures: fixture paths, GPU skip logic."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def shared_dir() -> Path:
-    """The ../shared folder beside the checkout (or $QWEN3MOE_SHARED)."""
-    env = os.environ.get("QWEN3MOE_SHARED")
-    return Path(env) if env else REPO.parent / "shared"
-
-
-def qwen3_tokenizer_dir() -> Path:
-    return shared_dir() / "fixtures" / "qwen3-tokenizer"
+from _fixtures import qwen3_tokenizer_dir
 
 
 @pytest.fixture(scope="session")
 def qwen3_tokenizer_json() -> Path:
-    p = qwen3_tokenizer_dir() / "tokenizer.json"
-    if not p.exists():
-        pytest.skip(f"real Qwen3 tokenizer fixture not found at {p}")
-    return p
+    d = qwen3_tokenizer_dir()
+    if d is None:
+        pytest.skip("real Qwen3 tokenizer fixture not found (../shared/fixtures/qwen3-tokenizer)")
+    return d / "tokenizer.json"
 
 
 def pytest_collection_modifyitems(config, items):

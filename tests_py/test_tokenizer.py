@@ -8,8 +8,6 @@ written here, and vs hand-checked strings).
 from __future__ import annotations
 
 import json
-import os
-import pathlib
 import random
 import time
 import unicodedata
@@ -17,6 +15,7 @@ import unicodedata
 import jinja2
 import jinja2.ext
 import pytest
+from _fixtures import qwen3_tokenizer_dir
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from qwen3moe.chat_template import ChatTemplateError, render_chat_template
@@ -25,25 +24,12 @@ from qwen3moe.pretokenizer import PreTokenizer, deviant_chars
 from qwen3moe.tokenizer import IncrementalDecoder, Tokenizer, bytes_to_unicode
 from tokenizer_corpus import build_corpus
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
 QWEN2_HF_REGEX = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
 )
 
 
-def _fixture_dir() -> pathlib.Path | None:
-    env = os.environ.get("QWEN3MOE_SHARED")
-    candidates = []
-    if env:
-        candidates += [pathlib.Path(env) / "fixtures" / "qwen3-tokenizer", pathlib.Path(env)]
-    candidates.append(REPO.parent / "shared" / "fixtures" / "qwen3-tokenizer")
-    for c in candidates:
-        if (c / "tokenizer.json").is_file() and (c / "tokenizer_config.json").is_file():
-            return c
-    return None
-
-
-FIXTURES = _fixture_dir()
+FIXTURES = qwen3_tokenizer_dir()
 needs_fixtures = pytest.mark.skipif(
     FIXTURES is None,
     reason="Qwen3 tokenizer fixtures not found (<repo>/../shared/fixtures/qwen3-tokenizer or $QWEN3MOE_SHARED)",

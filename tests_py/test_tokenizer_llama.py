@@ -10,11 +10,11 @@ sides get NFC-normalised text. The writer itself is checked here without llama.c
 from __future__ import annotations
 
 import ctypes
-import os
 import pathlib
 import unicodedata
 
 import pytest
+from _fixtures import qwen3_tokenizer_dir
 
 from qwen3moe.hf_tokenizer import builtin_byte_vocab, gguf_tokenizer_metadata
 from qwen3moe.tokenizer import Tokenizer
@@ -22,25 +22,12 @@ from tokenizer_corpus import build_corpus
 
 gguf = pytest.importorskip("gguf", reason="PyPI `gguf` (GGUF writer/reader) is not installed")
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
 # Token texts llama.cpp also treats as end-of-generation, for non-Qwen model families.
 LLAMA_ONLY_EOG_TEXTS = {"</s>", "[EOT]", "[EOS]", "<eos>", "<turn|>", "<|tool_response>", "<|return|>",
                         "<|call|>", "<|flush|>", "<|calls|>"}
 
 
-def _fixture_dir() -> pathlib.Path | None:
-    env = os.environ.get("QWEN3MOE_SHARED")
-    candidates = []
-    if env:
-        candidates += [pathlib.Path(env) / "fixtures" / "qwen3-tokenizer", pathlib.Path(env)]
-    candidates.append(REPO.parent / "shared" / "fixtures" / "qwen3-tokenizer")
-    for c in candidates:
-        if (c / "tokenizer.json").is_file() and (c / "tokenizer_config.json").is_file():
-            return c
-    return None
-
-
-FIXTURES = _fixture_dir()
+FIXTURES = qwen3_tokenizer_dir()
 
 
 def _metadata(which: str) -> dict:
