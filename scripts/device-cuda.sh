@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # GPU-machine driver (run through the device tool from the repo root): build the package on
 # the device, then run the requested steps, writing logs and JSON under $OUT.
-#   steps: build  cudatests  parity30b  bench30b  cpubench30b  sanitize (compute-sanitizer)  reliab
+#   steps: build  cudatests  synth30b  parity30b  bench30b  cpubench30b  profile  vram32k
+#          sanitize (compute-sanitizer)  reliab
 # Carried wheels for packages missing there (gguf) are expected in .whl/.
 set -uo pipefail
 export PYTHONUNBUFFERED=1
@@ -47,6 +48,17 @@ for step in $steps; do
       python3 -m qwen3moe bench -m $M30 --device cpu -t 16 -p 64 -n 32 -r 3 --json > "$OUT/bench-cpu.json" 2> "$OUT/bench-cpu.err"
       python3 -c "import json,sys; [print(r['n_prompt'], r['n_gen'], r['n_depth'], round(r['avg_ts'],2), round(r['stddev_ts'],2), r['peak_rss_bytes']) for r in json.load(open(sys.argv[1]))]" "$OUT/bench-cpu.json"
       tail -5 "$OUT/bench-cpu.err"
+      ;;
+    profile)
+      log profile
+      for spec in "0 0 32" "0 4096 32" "512 0 0"; do
+        echo "-- cuda_profile $spec" | tee -a "$OUT/profile.log"
+        python3 bench/cuda_profile.py $M30 $spec 2>&1 | tee -a "$OUT/profile.log" | grep -v "^-" | head -30
+      done
+      ;;
+    vram32k)
+      log vram32k
+      python3 bench/vram_probe.py $M30 32768 2>&1 | tee "$OUT/vram32k.log"
       ;;
     sanitize)
       log sanitize
