@@ -11,6 +11,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -18,7 +19,9 @@
 
 #include "cuda/common.cuh"
 #include "cuda/cuda-ops.h"
+#include "cuda/decode-ops.h"
 #include "model/qwen3moe.h"
+#include "quant/ggml-types.h"
 #include "ops/matvec.h"
 #include "runtime/errors.h"
 
@@ -95,6 +98,10 @@ public:
     void moe_experts(const Tensor& gate_exps, const Tensor& up_exps, const Tensor& down_exps, Act in) override;
     void lm_head(const Tensor& w, Act in, Rows rows) override;
     void copy_to_host(Act a, Rows rows, void* dst) override;
+    bool decode_step(const Weights& w, int32_t token, int pos, float* logits) override;
+    void timer_start() override;
+    double timer_stop() override;
+    std::string decode_path() const override;
     size_t kv_bytes() const override { return k_cache_.size() + v_cache_.size(); }
     size_t scratch_bytes() const override;
 
@@ -134,6 +141,14 @@ private:
     void* k_layer(int il) const { return k_cache_.as<uint8_t>() + (size_t)il * kv_layer_bytes(); }
     void* v_layer(int il) const { return v_cache_.as<uint8_t>() + (size_t)il * kv_layer_bytes(); }
     MatvecArgs args_for(const DevWeight& d, int n_tok, float* out) const;
+    // The fused decode step (decode-ops.h) as a CUDA graph, one per "with logits" flag.
+    std::string decode_unsupported(const Weights& w) const;  // "" when the fused step applies
+    void enqueue_decode(const Weights& w, bool with_logits);  // the step's launches on stream_
+    void build_decode_graph(const Weights& w, bool with_logits);
+    struct DecodeGraph {
+        cudaGraphExec_t exec = nullptr;  // instantiated graph, or nullptr
+        const void* act0 = nullptr;      // bufs_.act[0] when captured (buffers reallocated -> rebuild)
+    };
 
     HParams hp_;                  // model hyperparameters
     ActMode mode_;                // q8 or f32 activations
@@ -155,6 +170,17 @@ private:
     int T_ = 0;                   // rows in the current batch
     int pos0_ = 0;                // position of row 0
     std::vector<int32_t> host_pos_;  // [cap] staging of the positions
+
+    // Fused decode step.
+    int dec_state_ = 0;               // 0 undecided, 1 fused path on, -1 off (dec_reason_ says why)
+    std::string dec_reason_;          // why the fused path is off
+    bool dec_pdl_ = false;            // programmatic dependent launch between its kernels
+    int dec_split_ = 1;               // attention blocks per KV head
+    DecodeGraph dec_graph_[2];        // [with_logits]
+    DeviceBuffer dec_in_;             // [2] int32: token, position of the step
+    DeviceBuffer dec_counters_;       // [n_head_kv + 1] uint32 completion counters (kept zero)
+    DeviceBuffer dec_logits_;         // [n_vocab] f32
+    cudaEvent_t timer_ev_[2] = {nullptr, nullptr};  // benchmark timer: start, stop
 };
 
 CudaBackend::CudaBackend(const HParams& hp, ActMode mode, int n_ctx, const RopeTable& rope, const Weights& w,
@@ -200,7 +226,8 @@ CudaBackend::CudaBackend(const HParams& hp, ActMode mode, int n_ctx, const RopeT
     const size_t kv_total = 2 * (size_t)hp.n_layer * kv_layer_bytes();
     const size_t attn_scratch_bytes =
         attention_scratch_floats(kSplitRows, hp.n_head, hp.head_dim, n_ctx) * sizeof(float);
-    const size_t buf_bytes = buffer_bytes(1) + (size_t)hp.n_vocab * sizeof(float) + attn_scratch_bytes;
+    // + the fused decode step's logits row and counters.
+    const size_t buf_bytes = buffer_bytes(1) + 2 * (size_t)hp.n_vocab * sizeof(float) + attn_scratch_bytes + 256;
     const size_t need = weight_bytes + norm_bytes + rope_bytes + kv_total + buf_bytes;
     size_t free_b = 0, total_b = 0;
     mem_info(&free_b, &total_b);
@@ -255,6 +282,10 @@ CudaBackend::CudaBackend(const HParams& hp, ActMode mode, int n_ctx, const RopeT
         memset_device(k_cache_.get(), 0, k_cache_.size(), stream_);
         memset_device(v_cache_.get(), 0, v_cache_.size(), stream_);
         ensure_capacity(1);
+        dec_in_ = DeviceBuffer(2 * sizeof(int32_t));
+        dec_counters_ = DeviceBuffer((size_t)(hp.n_head_kv + 1) * sizeof(unsigned));
+        memset_device(dec_counters_.get(), 0, dec_counters_.size(), stream_);
+        dec_logits_ = DeviceBuffer((size_t)hp.n_vocab * sizeof(float));
         stream_sync(stream_);
     } catch (...) {
         // Members already built are freed by their destructors; the stream is not a member
@@ -268,6 +299,10 @@ CudaBackend::CudaBackend(const HParams& hp, ActMode mode, int n_ctx, const RopeT
 
 CudaBackend::~CudaBackend() {
     if (cudaSetDevice(device_) != cudaSuccess) cudaGetLastError();
+    for (DecodeGraph& g : dec_graph_)
+        if (g.exec && cudaGraphExecDestroy(g.exec) != cudaSuccess) cudaGetLastError();
+    for (cudaEvent_t& e : timer_ev_)
+        if (e && cudaEventDestroy(e) != cudaSuccess) cudaGetLastError();
     if (stream_) {
         if (cudaStreamSynchronize(to_stream(stream_)) != cudaSuccess) cudaGetLastError();
         stream_destroy(stream_);
@@ -317,7 +352,10 @@ void CudaBackend::ensure_capacity(int T) {
     host_pos_.assign((size_t)T, 0);
 }
 
-size_t CudaBackend::scratch_bytes() const { return bufs_.bytes() + logits_.size() + attn_scratch_.size(); }
+size_t CudaBackend::scratch_bytes() const {
+    return bufs_.bytes() + logits_.size() + attn_scratch_.size() + dec_in_.size() + dec_counters_.size() +
+           dec_logits_.size();
+}
 
 const CudaBackend::DevWeight& CudaBackend::weight(const Tensor& t) const {
     if (t.id < 0 || t.id >= (int)weights_.size())
@@ -561,6 +599,291 @@ void CudaBackend::copy_to_host(Act a, Rows rows, void* dst) {
     const DeviceBuffer& src = a == Act::logits ? logits_ : bufs_.act[(int)a];
     if (off + len > src.size()) throw std::logic_error("CudaBackend::copy_to_host: rows outside the buffer");
     memcpy_d2h(dst, src.as<uint8_t>() + off, len, stream_);  // synchronises the stream
+}
+
+
+// ---- the fused decode step ------------------------------------------------------------------
+
+std::string CudaBackend::decode_unsupported(const Weights& w) const {
+    const char* env = std::getenv("QWEN3MOE_CUDA_GRAPH");
+    if (env && std::string(env) == "0") return "QWEN3MOE_CUDA_GRAPH=0";
+    if (mode_ != ActMode::q8) return "activations=\"f32\"";
+    const int64_t E = hp_.n_embd, Q = hp_.q_dim(), F = hp_.n_ff_exp;
+    if (E % QK_K || Q % QK_K || F % QK_K) return "a row length is not a multiple of 256";
+    if (hp_.head_dim > 256 || hp_.head_dim % 2 || hp_.n_head % hp_.n_head_kv || hp_.n_head / hp_.n_head_kv > 16)
+        return "head layout outside the fused kernels' range";
+    if (hp_.n_expert > 1024 || hp_.n_expert_used > 64) return "more than 1024 experts or 64 used";
+    if ((size_t)E * 4 + (size_t)(E / QK_K) * sizeof(block_q8k) + 4096 > 48 * 1024) return "n_embd too large";
+    if ((size_t)(Q / QK_K) * sizeof(block_q8k) > 48 * 1024) return "q_dim too large";
+    if ((size_t)hp_.n_expert_used * (size_t)(F / QK_K) * sizeof(block_q8k) > 47 * 1024) return "expert rows too large";
+    auto q8t = [&](const Tensor& t) { return dec_q8k_type(t.type); };
+    for (const LayerWeights& L : w.layers) {
+        if (!q8t(L.attn_q) || !q8t(L.attn_k) || !q8t(L.attn_v) || !q8t(L.attn_output) || !q8t(L.ffn_gate_exps) ||
+            !q8t(L.ffn_up_exps) || !q8t(L.ffn_down_exps))
+            return "a weight type without a fused decode dot";
+        const uint32_t rt = L.ffn_gate_inp.type;
+        if (!(rt == GGML_TYPE_F32 || rt == GGML_TYPE_F16 || rt == GGML_TYPE_BF16 || dec_q8k_type(rt)))
+            return "router type without a fused decode dot";
+        if (L.ffn_gate_exps.ne[2] != hp_.n_expert || L.ffn_up_exps.ne[2] != hp_.n_expert ||
+            L.ffn_down_exps.ne[2] != hp_.n_expert)
+            return "expert tensors do not hold n_expert matrices";
+    }
+    if (!q8t(w.output) && !(w.output.type == GGML_TYPE_F32 || w.output.type == GGML_TYPE_F16 ||
+                            w.output.type == GGML_TYPE_BF16))
+        return "output type";
+    if (attn_scratch_.size() < dec_attention_scratch_floats(hp_.n_head, hp_.head_dim, n_ctx_) * sizeof(float))
+        return "attention scratch too small";
+    return "";
+}
+
+void CudaBackend::enqueue_decode(const Weights& w, bool with_logits) {
+    const int64_t E = hp_.n_embd, F = hp_.n_ff_exp;
+    const int K = hp_.n_expert_used;
+    const int32_t* in = dec_in_.as<int32_t>();  // [token, position]
+    const int32_t* pos = in + 1;
+    const bool pdl = dec_pdl_;
+    const bool f16 = mode_ == ActMode::q8;
+    const DevWeight& te = weight(w.token_embd);
+    cuda::embed(te.type, te.buf.get(), te.ne[1], te.ne[0], in, 1, buf(Act::x), stream_);
+    auto mat = [&](const Tensor& t, Act out) {
+        const DevWeight& d = weight(t);
+        DecMatrix m;
+        m.w = d.buf.get();
+        m.type = d.type;
+        m.n_rows = d.ne[1];
+        m.out = buf(out);
+        return m;
+    };
+    block_q8k* norm_q8 = bufs_.q8[(int)Act::norm].as<block_q8k>();
+    const float* rope_cos = rope_.as<float>();
+    const float* rope_sin = rope_cos + (size_t)n_ctx_ * (hp_.head_dim / 2);
+    for (int il = 0; il < hp_.n_layer; ++il) {
+        const LayerWeights& L = w.layers[il];
+        DecNormMatvecArgs a;
+        a.x = buf(Act::x);
+        a.norm_w = norm(L.attn_norm);
+        a.eps = hp_.rms_eps;
+        a.n = E;
+        a.mat[0] = mat(L.attn_q, Act::q);
+        a.mat[1] = mat(L.attn_k, Act::k);
+        a.mat[2] = mat(L.attn_v, Act::v);
+        a.n_mat = 3;
+        a.norm_out = buf(Act::norm);
+        a.norm_q8 = norm_q8;
+        dec_norm_matvec(a, stream_, pdl);
+
+        DecQkRopeArgs r;
+        r.q.x = buf(Act::q);
+        r.q.w = norm(L.attn_q_norm);
+        r.q.eps = hp_.rms_eps;
+        r.q.n_tok = 1;
+        r.q.n_heads = hp_.n_head;
+        r.q.hd = hp_.head_dim;
+        r.q.pos = pos;
+        r.q.rope_cos = rope_cos;
+        r.q.rope_sin = rope_sin;
+        r.q.n_pos = n_ctx_;
+        r.q.normed = buf(Act::q_normed);
+        r.q.out = buf(Act::q_rope);
+        r.k = r.q;
+        r.k.x = buf(Act::k);
+        r.k.w = norm(L.attn_k_norm);
+        r.k.n_heads = hp_.n_head_kv;
+        r.k.normed = buf(Act::k_normed);
+        r.k.out = buf(Act::k_rope);
+        r.k.cache = k_layer(il);
+        r.k.cache_f16 = f16;
+        r.v = buf(Act::v);
+        r.v_cache = v_layer(il);
+        dec_qk_rope(r, stream_, pdl);
+
+        DecAttnArgs at;
+        at.q = buf(Act::q_rope);
+        at.k_cache = k_layer(il);
+        at.v_cache = v_layer(il);
+        at.cache_f16 = f16;
+        at.n_ctx = n_ctx_;
+        at.pos = pos;
+        at.n_head = hp_.n_head;
+        at.n_head_kv = hp_.n_head_kv;
+        at.hd = hp_.head_dim;
+        at.out = buf(Act::attn_out);
+        at.scratch = attn_scratch_.as<float>();
+        at.counters = dec_counters_.as<unsigned>();
+        at.n_split = dec_split_;
+        dec_attention(at, stream_, pdl);
+
+        DecMatvecAddArgs o;
+        o.in = buf(Act::attn_out);
+        o.n = hp_.q_dim();
+        o.mat = mat(L.attn_output, Act::attn_proj);
+        o.residual = buf(Act::x);
+        o.sum = buf(Act::ffn_inp);
+        dec_matvec_add(o, stream_, pdl);
+
+        const DevWeight& rw = weight(L.ffn_gate_inp);
+        DecRouterArgs ro;
+        ro.x = buf(Act::ffn_inp);
+        ro.norm_w = norm(L.ffn_norm);
+        ro.eps = hp_.rms_eps;
+        ro.n = E;
+        ro.w = rw.buf.get();
+        ro.type = rw.type;
+        ro.n_expert = hp_.n_expert;
+        ro.k = K;
+        ro.norm_out = buf(Act::norm);
+        ro.norm_q8 = norm_q8;
+        ro.logits = buf(Act::router_logits);
+        ro.probs = buf(Act::router_probs);
+        ro.ids = bufs_.act[(int)Act::router_indices].as<int32_t>();
+        ro.weights = buf(Act::router_weights);
+        ro.counter = dec_counters_.as<unsigned>() + hp_.n_head_kv;
+        dec_router(ro, stream_, pdl);
+
+        const DevWeight& g = weight(L.ffn_gate_exps);
+        const DevWeight& u = weight(L.ffn_up_exps);
+        const DevWeight& dn = weight(L.ffn_down_exps);
+        DecGateUpArgs gu;
+        gu.a = norm_q8;
+        gu.n = E;
+        gu.ids = ro.ids;
+        gu.k = K;
+        gu.gate = g.buf.get();
+        gu.gate_type = g.type;
+        gu.up = u.buf.get();
+        gu.up_type = u.type;
+        gu.n_ff = F;
+        gu.n_mat = g.ne[2];
+        gu.gate_out = buf(Act::expert_gate);
+        gu.up_out = buf(Act::expert_up);
+        gu.swiglu_out = buf(Act::expert_swiglu);
+        dec_gate_up(gu, stream_, pdl);
+
+        DecDownArgs dd;
+        dd.hidden = buf(Act::expert_swiglu);
+        dd.n_ff = F;
+        dd.ids = ro.ids;
+        dd.weights = ro.weights;
+        dd.k = K;
+        dd.down = dn.buf.get();
+        dd.type = dn.type;
+        dd.n_out = E;
+        dd.n_mat = dn.ne[2];
+        dd.expert_out = buf(Act::expert_out);
+        dd.moe_out = buf(Act::moe_out);
+        dd.residual = buf(Act::ffn_inp);
+        dd.x_out = buf(Act::x);
+        dec_down(dd, stream_, pdl);
+    }
+    if (!with_logits) return;
+    // Final norm + LM head: the op-by-op kernels (plain launches: they wait for the layers).
+    rms_norm_q8k(buf(Act::x), norm(w.output_norm), buf(Act::norm), norm_q8, 1, E, hp_.rms_eps, stream_);
+    const DevWeight& out = weight(w.output);
+    const MatvecArgs p = args_for(out, 1, dec_logits_.as<float>());
+    if (matvec_uses_q8(out.type, mode_))
+        matvec_q8k(p, norm_q8, stream_);
+    else
+        matvec_f32act(p, buf(Act::norm), stream_);
+}
+
+void CudaBackend::build_decode_graph(const Weights& w, bool with_logits) {
+    DecodeGraph& dg = dec_graph_[with_logits];
+    if (dg.exec) {
+        cudaGraphExecDestroy(dg.exec);
+        dg.exec = nullptr;
+    }
+    cudaStream_t s = to_stream(stream_);
+    Q3_CUDA_CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
+    try {
+        enqueue_decode(w, with_logits);
+    } catch (...) {
+        cudaGraph_t g = nullptr;
+        cudaStreamEndCapture(s, &g);
+        if (g) cudaGraphDestroy(g);
+        cudaGetLastError();
+        throw;
+    }
+    cudaGraph_t g = nullptr;
+    Q3_CUDA_CHECK(cudaStreamEndCapture(s, &g));
+    const cudaError_t err = cudaGraphInstantiate(&dg.exec, g, 0);
+    cudaGraphDestroy(g);
+    if (err != cudaSuccess) {
+        dg.exec = nullptr;
+        Q3_CUDA_CHECK(err);
+    }
+    dg.act0 = bufs_.act[0].get();
+}
+
+bool CudaBackend::decode_step(const Weights& w, int32_t token, int pos, float* logits) {
+    if (dec_state_ < 0) return false;
+    use_device();
+    if (dec_state_ == 0) {
+        dec_reason_ = decode_unsupported(w);
+        if (!dec_reason_.empty()) {
+            dec_state_ = -1;
+            return false;
+        }
+        dec_pdl_ = dec_device_has_pdl(device_);
+        int sms = 0;
+        if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device_) != cudaSuccess) {
+            cudaGetLastError();
+            sms = 32;
+        }
+        const int64_t n_tiles = (n_ctx_ + kAttnTile - 1) / kAttnTile;
+        dec_split_ = (int)std::max<int64_t>(1, std::min<int64_t>(n_tiles, 2 * (int64_t)sms / hp_.n_head_kv));
+        if (const char* e = std::getenv("QWEN3MOE_CUDA_DECODE_SPLIT")) {  // test hook: blocks per KV head
+            const int v = std::atoi(e);
+            if (v >= 1) dec_split_ = v;
+        }
+        dec_state_ = 1;
+    }
+    if (pos < 0 || pos >= n_ctx_) throw std::logic_error("CudaBackend::decode_step: bad position");
+    ensure_capacity(1);
+    const bool want = logits != nullptr;
+    DecodeGraph& dg = dec_graph_[want];
+    if (!dg.exec || dg.act0 != bufs_.act[0].get()) {
+        try {
+            build_decode_graph(w, want);
+        } catch (const OutOfMemory&) {
+            throw;
+        } catch (const std::exception& e) {  // no graph on this device/driver: op-by-op from now on
+            dec_state_ = -1;
+            dec_reason_ = std::string("graph capture failed: ") + e.what();
+            return false;
+        }
+    }
+    const int32_t in[2] = {token, pos};
+    memcpy_h2d(dec_in_.get(), in, sizeof(in), stream_);
+    Q3_CUDA_CHECK(cudaGraphLaunch(dg.exec, to_stream(stream_)));
+    T_ = 1;
+    pos0_ = pos;
+    for (bool& v : q8_valid_) v = false;  // the step rewrote the activation buffers
+    if (want) memcpy_d2h(logits, dec_logits_.get(), (size_t)hp_.n_vocab * sizeof(float), stream_);
+    return true;
+}
+
+void CudaBackend::timer_start() {
+    use_device();
+    for (cudaEvent_t& e : timer_ev_)
+        if (!e) Q3_CUDA_CHECK(cudaEventCreate(&e));
+    Q3_CUDA_CHECK(cudaEventRecord(timer_ev_[0], to_stream(stream_)));
+}
+
+double CudaBackend::timer_stop() {
+    use_device();
+    if (!timer_ev_[0] || !timer_ev_[1]) throw std::logic_error("CudaBackend::timer_stop without timer_start");
+    Q3_CUDA_CHECK(cudaEventRecord(timer_ev_[1], to_stream(stream_)));
+    Q3_CUDA_CHECK(cudaEventSynchronize(timer_ev_[1]));
+    float ms = 0.0f;
+    Q3_CUDA_CHECK(cudaEventElapsedTime(&ms, timer_ev_[0], timer_ev_[1]));
+    return ms;
+}
+
+std::string CudaBackend::decode_path() const {
+    if (dec_state_ > 0) return dec_pdl_ ? "cuda-graph (fused kernels, programmatic dependent launch)"
+                                        : "cuda-graph (fused kernels)";
+    if (dec_state_ < 0) return "op-by-op (" + dec_reason_ + ")";
+    return "undecided (no decode step yet)";
 }
 
 }  // namespace

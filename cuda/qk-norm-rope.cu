@@ -16,44 +16,10 @@ constexpr int kMaxHeadDim = 256;
 
 __global__ void norm_rope_kernel(NormRopeArgs p) {
     __shared__ float sh[kHeadsPerBlock][kMaxHeadDim];
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int warp = threadIdx.x >> 5;
     const int64_t idx = (int64_t)blockIdx.x * kHeadsPerBlock + warp;  // token * n_heads + head
     if (idx >= (int64_t)p.n_tok * p.n_heads) return;                   // warp-uniform
-    const int64_t t = idx / p.n_heads;
-    const int h = (int)(idx % p.n_heads);
-    const int hd = p.hd, half = hd / 2;
-    const float* xh = p.x + idx * hd;
-    float* out = p.out + idx * hd;
-    const int64_t pos = p.pos[t];
-    if (pos < 0 || pos >= p.n_pos) {
-        for (int i = lane; i < hd; i += kWarp) {
-            out[i] = __int_as_float(0x7fc00000);
-            if (p.normed) p.normed[idx * hd + i] = __int_as_float(0x7fc00000);
-        }
-        return;
-    }
-    const float sc = warp_rms_scale(xh, hd, p.eps);
-    for (int i = lane; i < hd; i += kWarp) {
-        const float y = (xh[i] * sc) * p.w[i];
-        sh[warp][i] = y;
-        if (p.normed) p.normed[idx * hd + i] = y;
-    }
-    __syncwarp();
-    const float* cs = p.rope_cos + pos * half;
-    const float* sn = p.rope_sin + pos * half;
-    for (int i = lane; i < half; i += kWarp) {
-        const float x0 = sh[warp][i], x1 = sh[warp][i + half];
-        const float c = cs[i], s = sn[i];
-        const float o0 = canon_fma(x0, c, -(x1 * s));
-        const float o1 = canon_fma(x0, s, x1 * c);
-        out[i] = o0;
-        out[i + half] = o1;
-        if (p.cache) {
-            const int64_t base = pos * ((int64_t)p.n_heads * hd) + (int64_t)h * hd;
-            cache_store(p.cache, p.cache_f16, base + i, o0);
-            cache_store(p.cache, p.cache_f16, base + i + half, o1);
-        }
-    }
+    warp_norm_rope_head(p, idx, sh[warp]);
 }
 
 __global__ void kv_store_kernel(const float* __restrict__ x, const int32_t* __restrict__ pos, int n_tok,

@@ -7,6 +7,7 @@
 #pragma once
 #include "cuda/common.cuh"
 #include "cuda/cuda-ops.h"
+#include "cuda/rms-norm.cuh"
 
 namespace qwen3moe::cuda {
 
@@ -19,6 +20,47 @@ __device__ __forceinline__ void cache_store(void* cache, bool f16, int64_t i, fl
 
 __device__ __forceinline__ float cache_load(const void* cache, bool f16, int64_t i) {
     return f16 ? canon_f16_to_f32(static_cast<const uint16_t*>(cache)[i]) : static_cast<const float*>(cache)[i];
+}
+
+// One warp: head idx = token * n_heads + head of p (norm, RoPE, optional cache store); sh is
+// the warp's hd floats of shared memory.
+__device__ __forceinline__ void warp_norm_rope_head(const NormRopeArgs& p, int64_t idx, float* sh) {
+    const int lane = threadIdx.x & 31;
+    const int64_t t = idx / p.n_heads;
+    const int h = (int)(idx % p.n_heads);
+    const int hd = p.hd, half = hd / 2;
+    const float* xh = p.x + idx * hd;
+    float* out = p.out + idx * hd;
+    const int64_t pos = p.pos[t];
+    if (pos < 0 || pos >= p.n_pos) {
+        for (int i = lane; i < hd; i += kWarp) {
+            out[i] = __int_as_float(0x7fc00000);
+            if (p.normed) p.normed[idx * hd + i] = __int_as_float(0x7fc00000);
+        }
+        return;
+    }
+    const float sc = warp_rms_scale(xh, hd, p.eps);
+    for (int i = lane; i < hd; i += kWarp) {
+        const float y = (xh[i] * sc) * p.w[i];
+        sh[i] = y;
+        if (p.normed) p.normed[idx * hd + i] = y;
+    }
+    __syncwarp();
+    const float* cs = p.rope_cos + pos * half;
+    const float* sn = p.rope_sin + pos * half;
+    for (int i = lane; i < half; i += kWarp) {
+        const float x0 = sh[i], x1 = sh[i + half];
+        const float c = cs[i], s = sn[i];
+        const float o0 = canon_fma(x0, c, -(x1 * s));
+        const float o1 = canon_fma(x0, s, x1 * c);
+        out[i] = o0;
+        out[i + half] = o1;
+        if (p.cache) {
+            const int64_t base = pos * ((int64_t)p.n_heads * hd) + (int64_t)h * hd;
+            cache_store(p.cache, p.cache_f16, base + i, o0);
+            cache_store(p.cache, p.cache_f16, base + i + half, o1);
+        }
+    }
 }
 
 void norm_rope_launch(const NormRopeArgs& args, cudaStream_t stream);

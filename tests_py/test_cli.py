@@ -120,6 +120,8 @@ def test_bench_json(model_path):
     for x in rows:
         assert llama_bench_fields <= set(x), llama_bench_fields - set(x)
         assert len(x["samples_ns"]) == 1 and x["avg_ts"] > 0
+        assert x["median_ns"] == x["samples_ns"][0] and x["median_ts"] == x["samples_ts"][0]
+        assert x["timer"] == "perf_counter" and x["decode_path"] == "op-by-op"
 
 
 def test_inspect(model_path):

@@ -357,6 +357,70 @@ def test_cuda_prefill_equals_decode(model_pair, model_id, activations):
     _assert_captures_identical(full.captures.to_dict(), chunked, "prefill vs chunked prefill (CUDA)")
 
 
+def _fused_decode_vs_cpu(cpu, gpu, prompt: np.ndarray, n_steps: int) -> list[str]:
+    """Prefill `prompt` on both, then n_steps single-token decodes (the CPU's greedy tokens)
+    with logits; returns a description of every step whose logits differ in any bit."""
+    failures = []
+    a = cpu.forward(prompt, logits="last")
+    b = gpu.forward(prompt, logits="last")
+    for step in range(n_steps + 1):
+        if not np.array_equal(a.logits.view(np.uint32), b.logits.view(np.uint32)):
+            diff = int(np.count_nonzero(a.logits.view(np.uint32) != b.logits.view(np.uint32)))
+            failures.append(f"position {cpu.n_past - 1}: {diff} logits differ")
+            break
+        if step == n_steps or cpu.n_past >= cpu.n_ctx:
+            break
+        tok = int(np.argmax(a.logits[0]))
+        a = cpu.decode(tok, logits="last")
+        b = gpu.decode(tok, logits="last")
+    return failures
+
+
+@pytest.mark.parametrize("model_id", MODEL_IDS)
+def test_fused_decode_logits_every_step(model_pair, model_id):
+    # Decode steps without captures run the fused CUDA-graph step (decode_path says so); their
+    # logits must equal the CPU's in every bit at every position.
+    cpu, gpu = model_pair(model_id, "q8")
+    failures = []
+    for i, p in enumerate(_prompts(_n_vocab(cpu), 4, seed=71)):
+        cpu.reset()
+        gpu.reset()
+        failures += [f"prompt {i}: {f}" for f in _fused_decode_vs_cpu(cpu, gpu, p, 24)]
+    assert gpu.decode_path.startswith("cuda-graph"), gpu.decode_path
+    assert not failures, "fused decode differs from the CPU:\n" + "\n".join(failures)
+
+
+@pytest.mark.parametrize("split", ["1", "3", ""])
+def test_fused_decode_across_attention_tiles(model_paths, monkeypatch, split):
+    # Positions 250..330 cross key tiles 2 and 3; with 1 or 3 attention blocks per KV head each
+    # block loops over several tiles (the long-context case of the fixed-grid decode attention).
+    if split:
+        monkeypatch.setenv("QWEN3MOE_CUDA_DECODE_SPLIT", split)
+    path = model_paths("wide-Q4_K_M")
+    cpu = qwen3moe.load(path, device="cpu", n_ctx=N_CTX)
+    gpu = qwen3moe.load(path, device="cuda", n_ctx=N_CTX)
+    try:
+        p = np.random.default_rng(81).integers(0, _n_vocab(cpu), size=250, dtype=np.int64)
+        failures = _fused_decode_vs_cpu(cpu, gpu, p, 80)
+        assert gpu.decode_path.startswith("cuda-graph"), gpu.decode_path
+        assert not failures, "\n".join(failures)
+    finally:
+        cpu.close()
+        gpu.close()
+
+
+def test_fused_decode_can_be_switched_off(model_paths, monkeypatch):
+    monkeypatch.setenv("QWEN3MOE_CUDA_GRAPH", "0")
+    gpu = qwen3moe.load(model_paths("tiny-Q4_K_M"), device="cuda", n_ctx=64)
+    try:
+        assert gpu.decode_path.startswith("undecided")
+        gpu.forward([1, 2, 3], logits="last")
+        gpu.decode(4, logits="last")
+        assert gpu.decode_path == "op-by-op (QWEN3MOE_CUDA_GRAPH=0)"
+    finally:
+        gpu.close()
+
+
 @pytest.mark.parametrize("activations", ACTIVATIONS)
 def test_cuda_long_prefill_equals_split_k_decode(model_pair, activations):
     # Rows past position 256 decoded one at a time take the split-K attention path; the same
@@ -418,3 +482,19 @@ def test_cuda_out_of_memory_is_clean(tmp_path):
     ref = qwen3moe.load(path, device="cpu", n_ctx=32)
     np.testing.assert_array_equal(m.forward([1, 2, 3]).logits.view(np.uint32),
                                   ref.forward([1, 2, 3]).logits.view(np.uint32))
+
+
+def test_cuda_bench_uses_events_and_the_fused_decode(model_paths):
+    from qwen3moe.bench import run_bench
+
+    gpu = qwen3moe.load(model_paths("tiny-Q4_K_M"), device="cuda", n_ctx=256)
+    try:
+        res = run_bench(gpu, n_prompt=[32], n_gen=[8], depths=[0, 64], repetitions=3)
+        assert [(r.n_prompt, r.n_gen, r.n_depth) for r in res] == [(32, 0, 0), (0, 8, 0), (32, 0, 64), (0, 8, 64)]
+        for r in res:
+            assert r.timer == "cuda-events" and len(r.samples_ns) == 3 and min(r.samples_ns) > 0
+            assert min(r.samples_ts) <= r.median_ts <= max(r.samples_ts)
+            assert r.peak_vram_bytes > 0
+        assert res[-1].decode_path.startswith("cuda-graph"), res[-1].decode_path
+    finally:
+        gpu.close()

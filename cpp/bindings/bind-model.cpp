@@ -367,6 +367,15 @@ void bind_model(py::module_& m) {
                  d["scratch"] = self.backend().scratch_bytes();
                  return d;
              })
+        .def("decode_path", [](Qwen3Moe& self) { return self.backend().decode_path(); })
+        .def("timer_start", [](Qwen3Moe& self) { self.backend().timer_start(); },
+             "mark the device clock after the work queued so far (CUDA events; no-op on the CPU)")
+        .def("timer_stop",
+             [](Qwen3Moe& self) {
+                 py::gil_scoped_release release;
+                 return self.backend().timer_stop();
+             },
+             "mark the device clock, wait, return milliseconds since timer_start (negative on the CPU)")
         .def("tensor_types",
              [](const Qwen3Moe& self) {
                  py::dict d;  // type name -> tensor count, over the tensors of the file

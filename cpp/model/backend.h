@@ -12,10 +12,13 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <string>
 
 #include "model/qwen3moe-types.h"
 
 namespace qwen3moe {
+
+struct Weights;  // model/qwen3moe.h
 
 // Activation buffers, each [T][width] (width from the hparams).
 enum class Act : int {
@@ -91,6 +94,27 @@ public:
     virtual void lm_head(const Tensor& w, Act in, Rows rows) = 0;
     // Copy rows of a buffer to host memory (capture copy, logits).
     virtual void copy_to_host(Act a, Rows rows, void* dst) = 0;
+
+    // A whole single-token decode step without captures (the token at position pos, after
+    // begin_batch-equivalent state changes): the forward of the ops above for T = 1 and the
+    // LM head when `logits` (host [n_vocab]) is given, with exactly the same results, in
+    // whatever fused form the backend has. Returns false (and does nothing) when the backend
+    // has no such path for this model; the caller then runs the op-by-op forward.
+    virtual bool decode_step(const Weights& w, int32_t token, int pos, float* logits) {
+        (void)w;
+        (void)token;
+        (void)pos;
+        (void)logits;
+        return false;
+    }
+    // Device-side timing of the backend's queued work (benchmarks): timer_start() marks the
+    // point after everything queued so far; timer_stop() marks the point after everything
+    // queued since, waits for it and returns the milliseconds between the two marks (CUDA
+    // events on the backend's stream). Backends without a device clock return a negative value.
+    virtual void timer_start() {}
+    virtual double timer_stop() { return -1.0; }
+    // How decode steps run (reports): "op-by-op", or the fused path's name, or why not.
+    virtual std::string decode_path() const { return "op-by-op"; }
 
     // Memory held by the backend (for reports): KV cache, activation buffers and scratch.
     virtual size_t kv_bytes() const = 0;

@@ -320,6 +320,11 @@ void Qwen3Moe::run_batch(const int32_t* tokens, int T, const CaptureSpec& spec, 
         CaptureBuffer* b = sink->find(s, il);
         be.copy_to_host(a, Rows{0, T}, b->row(row_off));
     };
+    // Decode fast path: one step of one token with no captures (and the logits of that token
+    // or none) may run fused; the backend returns false when it has no such path.
+    if (T == 1 && !sink && !logits_cap_dst && (logit_n == 0 || (logit_n == 1 && logit_r0 == 0)) &&
+        be.decode_step(w_, tokens[0], n_past_, logit_n ? logits_dst : nullptr))
+        return;
     be.begin_batch(tokens, T, n_past_);
     be.embed(w_.token_embd, Act::x);                                   cap(Stage::embed, -1, Act::x);
     for (int il = 0; il < hp_.n_layer; ++il) {

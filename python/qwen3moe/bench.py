@@ -5,10 +5,11 @@ Tests, for each depth d (tokens already in the KV cache before the timed work):
   tg<N> @ d<d>   text generation: N single-token decode steps after d tokens of context
 
 Each test runs once untimed (warm-up), then `repetitions` timed runs; the context fill is never
-timed. On CUDA the clock is read after cudaDeviceSynchronize on both sides of the work; on the CPU
-a monotonic clock. Results carry the fields llama-bench writes (n_prompt, n_gen, n_depth,
-avg_ns, stddev_ns, avg_ts, stddev_ts, samples_ns, samples_ts, ...), so the two can be tabled
-side by side.
+timed. On CUDA each sample is the time between two CUDA events on the model's stream (recorded
+after the queued context fill and after the timed work); on the CPU a monotonic clock. Results
+carry the fields llama-bench writes (n_prompt, n_gen, n_depth, avg_ns, stddev_ns, avg_ts,
+stddev_ts, samples_ns, samples_ts, ...), plus the medians (median_ns, median_ts), so the two can
+be tabled side by side.
 """
 from __future__ import annotations
 
@@ -52,6 +53,9 @@ class BenchResult:
     peak_vram_bytes: int = 0
     peak_rss_bytes: int = 0
     timer: str = ""
+    median_ns: int = 0
+    median_ts: float = 0.0
+    decode_path: str = ""
 
     @property
     def name(self) -> str:
@@ -156,7 +160,10 @@ def run_bench(
                     samples_ts=ts,
                     peak_vram_bytes=int(model.peak_vram_bytes()) if model.device == "cuda" else 0,
                     peak_rss_bytes=_peak_rss(),
-                    timer="perf_counter+cudaDeviceSynchronize" if model.device.startswith("cuda") else "perf_counter",
+                    timer="cuda-events" if model.device.startswith("cuda") else "perf_counter",
+                    median_ns=int(statistics.median(ns)),
+                    median_ts=statistics.median(ts),
+                    decode_path=model.decode_path,
                 )
             )
     return results
@@ -170,9 +177,10 @@ def format_results(results: Sequence[BenchResult]) -> str:
     head = f"model: {r0.model_filename} ({r0.model_type}, {r0.model_size / 2**30:.2f} GiB, " \
            f"{r0.model_n_params / 1e9:.2f} B params) | backend: {r0.backends}" + \
            (f" ({r0.gpu_info}, driver {r0.driver})" if r0.gpu_info else f" ({r0.cpu_info}, {r0.n_threads} threads)")
-    lines = [head, "", "| test | t/s | samples |", "| --- | ---: | ---: |"]
+    lines = [head, "", "| test | t/s (mean ± std) | t/s (median) | samples |", "| --- | ---: | ---: | ---: |"]
     for r in results:
-        lines.append(f"| {r.name} | {r.avg_ts:.2f} ± {r.stddev_ts:.2f} | {len(r.samples_ts)} |")
+        lines.append(f"| {r.name} | {r.avg_ts:.2f} ± {r.stddev_ts:.2f} | {r.median_ts:.2f} | {len(r.samples_ts)} |")
+    lines.append(f"\ntimer: {r0.timer}; decode: {results[-1].decode_path}")
     peak = max(r.peak_vram_bytes for r in results)
     if peak:
         lines.append(f"\npeak VRAM: {peak / 2**30:.2f} GiB")

@@ -404,6 +404,15 @@ class Model:
         return dict(self._live().memory())
 
     @property
+    def decode_path(self) -> str:
+        """How single-token decode steps run: "op-by-op" (one kernel or parallel region per op),
+        or on CUDA "cuda-graph (...)" (the fused decode step replayed as one CUDA graph;
+        bit-identical results), or "op-by-op (...)" naming why the fused path is not used
+        ("undecided" before the first decode step). The environment variable
+        QWEN3MOE_CUDA_GRAPH=0, set before the first decode step, forces the op-by-op path."""
+        return str(self._live().decode_path())
+
+    @property
     def weights_bytes(self) -> int:
         """Bytes of the file mapping the weights use."""
         return int(self.memory()["weights_mapped"])
@@ -445,22 +454,25 @@ class Model:
         return int(m["weights_mapped"] + m["kv_cache"] + m["scratch"])
 
     def _timer(self) -> Callable[[Callable[[], Any]], float]:
-        # Kernels run asynchronously (a forward without logits never waits for the GPU): wait
-        # for earlier queued work (e.g. the depth fill) before starting the clock, and for the
-        # timed work before stopping it, so each sample is exactly the timed work's device time.
-        sync = (lambda: None)
+        """A callable timing fn's work in seconds: on CUDA with events on the model's stream
+        (recorded after the work queued before fn and after fn's own work; the host waits for
+        the second), on the CPU with a monotonic clock."""
         if _is_cuda(self.device):
-            dev = 0 if self.device == "cuda" else int(str(self.device).split(":", 1)[1])
-            sync = (lambda: _core.cuda_synchronize(dev))
+            core = self._live()
 
-        def timer(fn: Callable[[], Any]) -> float:
-            sync()
+            def cuda_timer(fn: Callable[[], Any]) -> float:
+                core.timer_start()
+                fn()
+                return float(core.timer_stop()) / 1e3
+
+            return cuda_timer
+
+        def cpu_timer(fn: Callable[[], Any]) -> float:
             t0 = time.perf_counter()
             fn()
-            sync()
             return time.perf_counter() - t0
 
-        return timer
+        return cpu_timer
 
     def __repr__(self) -> str:
         if self._core is None:

@@ -1,0 +1,135 @@
+// decode-common.cuh — device helpers of the fused single-token (decode) kernels.
+//
+// The decode step runs as one CUDA graph of a few fused kernels per layer (cuda-backend.cu,
+// decode_step). Consecutive kernels are chained with programmatic dependent launch (PDL,
+// sm_90): each kernel first prefetches the weight bytes it will read into L2 (weights never
+// change, so this is safe before the previous kernel finished), then waits for the previous
+// kernel (griddepcontrol.wait: it has completed and its writes are visible), then lets the
+// next kernel launch (griddepcontrol.launch_dependents) and computes. Nothing is written and
+// no activation is read before the wait. Without PDL (older GPUs, or a launch without the
+// attribute) the wait returns at once and the prefetch is a plain hint.
+//
+// The arithmetic is unchanged: every value is computed by the same canonical device functions
+// the op-by-op kernels use (warp_rms_scale, warp_quantize_q8k_block, warp_row_dot_q8k,
+// warp_row_dot_f32act, ...), so the fused step gives the op-by-op bits.
+#pragma once
+#include <cstdint>
+
+#include "cuda/common.cuh"
+#include "cuda/matvec-f32act.cuh"
+#include "cuda/matvec-q8k.cuh"
+#include "cuda/quantize-q8k.cuh"
+#include "cuda/rms-norm.cuh"
+#include "quant/ggml-types.h"
+
+namespace qwen3moe::cuda {
+
+// Wait for the previous kernel of the stream (PDL); a no-op without a programmatic dependency.
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+// Allow the next kernel of the stream to launch (it still waits for this one before reading).
+__device__ __forceinline__ void pdl_launch_next() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+// Prefetch bytes [p, p + n) of global memory into L2 (a hint; called by the whole block).
+// sm_90: one bulk prefetch of the 16-byte aligned range inside [p, p + n); older GPUs: one
+// prefetch per 128-byte line.
+__device__ __forceinline__ void block_prefetch_l2(const void* p, int64_t n) {
+    if (n <= 0) return;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    if (threadIdx.x == 0) {
+        const uintptr_t a = (reinterpret_cast<uintptr_t>(p) + 15) & ~uintptr_t(15);
+        const uintptr_t e = (reinterpret_cast<uintptr_t>(p) + (uintptr_t)n) & ~uintptr_t(15);
+        for (uintptr_t s = a; s < e; s += (uintptr_t)1 << 20) {  // chunks of at most 1 MiB
+            const uint32_t len = (uint32_t)(e - s < ((uintptr_t)1 << 20) ? e - s : ((uintptr_t)1 << 20));
+            asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(s), "r"(len) : "memory");
+        }
+    }
+#elif defined(__CUDA_ARCH__)
+    const char* c = static_cast<const char*>(p);
+    for (int64_t o = (int64_t)threadIdx.x * 128; o < n; o += (int64_t)blockDim.x * 128)
+        asm volatile("prefetch.global.L2 [%0];" ::"l"(c + o));
+#endif
+}
+
+// Row dot of a quantised weight row with Q8K activations for a run-time type (warp-uniform);
+// the type must be one of matvec_q8k_supported.
+__device__ __forceinline__ float warp_row_dot_q8k_any(uint32_t type, const uint8_t* wrow, const block_q8k* a,
+                                                      int64_t nb) {
+    switch (type) {
+        case GGML_TYPE_Q4_K: return warp_row_dot_q8k<GGML_TYPE_Q4_K>(wrow, a, nb);
+        case GGML_TYPE_Q5_K: return warp_row_dot_q8k<GGML_TYPE_Q5_K>(wrow, a, nb);
+        case GGML_TYPE_Q6_K: return warp_row_dot_q8k<GGML_TYPE_Q6_K>(wrow, a, nb);
+        case GGML_TYPE_Q8_0: return warp_row_dot_q8k<GGML_TYPE_Q8_0>(wrow, a, nb);
+        case GGML_TYPE_Q4_0: return warp_row_dot_q8k<GGML_TYPE_Q4_0>(wrow, a, nb);
+        default: return __int_as_float(0x7fc00000);  // rejected on the host before capture
+    }
+}
+
+// Bytes of one row of n values of a Q8K-dot weight type (host and device).
+Q3_HD int64_t q8k_row_bytes(uint32_t type, int64_t n) {
+    switch (type) {
+        case GGML_TYPE_Q4_K: return n / 256 * (int64_t)sizeof(block_q4_K);
+        case GGML_TYPE_Q5_K: return n / 256 * (int64_t)sizeof(block_q5_K);
+        case GGML_TYPE_Q6_K: return n / 256 * (int64_t)sizeof(block_q6_K);
+        case GGML_TYPE_Q8_0: return n / 32 * (int64_t)sizeof(block_q8_0);
+        case GGML_TYPE_Q4_0: return n / 32 * (int64_t)sizeof(block_q4_0);
+        default: return 0;
+    }
+}
+
+// The whole block: y = RMSNorm(x) * w (the rms_norm expression, scale from warp_rms_scale in
+// every warp: the same bits) into shared y_sh [n] (16-byte aligned) and its Q8K blocks into
+// shared q_sh [n / 256], exactly as rms_norm_q8k. Ends with __syncthreads.
+__device__ __forceinline__ void block_rms_norm_q8k(const float* x, const float* w, int64_t n, float eps, float* y_sh,
+                                                   block_q8k* q_sh) {
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & (kWarp - 1), n_warps = blockDim.x >> 5;
+    const float sc = warp_rms_scale(x, n, eps);
+    const int64_t nb = n / QK_K;
+    for (int64_t b = warp; b < nb; b += n_warps) {
+        const int64_t o = b * QK_K;
+        for (int i = lane; i < QK_K; i += kWarp) y_sh[o + i] = (x[o + i] * sc) * w[o + i];
+        __syncwarp();
+        warp_quantize_q8k_block(y_sh + o, q_sh + b);
+    }
+    __syncthreads();
+}
+
+// The whole block: Q8K blocks of rows x [n_rows][n] (global, 16-byte aligned rows) into shared
+// q_sh [n_rows][n / 256], as quantize_q8k. Ends with __syncthreads.
+__device__ __forceinline__ void block_quantize_q8k(const float* x, int64_t n_rows, int64_t n, block_q8k* q_sh) {
+    const int warp = threadIdx.x >> 5, n_warps = blockDim.x >> 5;
+    const int64_t nb = n / QK_K;
+    for (int64_t b = warp; b < n_rows * nb; b += n_warps) warp_quantize_q8k_block(x + b * QK_K, q_sh + b);
+    __syncthreads();
+}
+
+// Largest dynamic shared memory a decode kernel asks for (no opt-in needed below 48 KiB).
+constexpr size_t kDecMaxSmem = 48 * 1024;
+constexpr int kDecWarps = 8;                 // warps per block of the decode kernels
+constexpr int kDecThreads = kDecWarps * kWarp;
+
+// Launch `kernel` on `stream`, with the programmatic-dependent-launch attribute when pdl.
+template <typename... KArgs, typename... Args>
+inline void launch_dec(void (*kernel)(KArgs...), dim3 grid, size_t smem, void* stream, bool pdl, Args... args) {
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid;
+    cfg.blockDim = dim3(kDecThreads);
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = to_stream(stream);
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = pdl ? 1 : 0;
+    Q3_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, args...));
+}
+
+}  // namespace qwen3moe::cuda

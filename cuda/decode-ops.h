@@ -1,0 +1,144 @@
+// decode-ops.h — host entry points of the fused single-token (decode) kernels, callable from
+// plain C++. Each fused kernel computes exactly the values of the op-by-op kernels it replaces
+// (same canonical device functions, same order), writing the same activation buffers, so a
+// decode step through these kernels is bit-identical to the op-by-op forward (and the CPU).
+//
+// `pdl`: launch with programmatic dependent launch (sm_90; see decode-common.cuh). Every
+// pointer is a device pointer; `stream` is a cudaStream_t as void*. Launchers validate shapes
+// (std::invalid_argument) and never synchronise.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "cuda/cuda-ops.h"
+
+namespace qwen3moe::cuda {
+
+// One weight matrix of a fused decode matvec: out[r] = row r . activations (the matvec rule).
+struct DecMatrix {
+    const void* w = nullptr;  // device rows of `type`
+    uint32_t type = 0;        // GGML type id (a Q8K-dot type, or F32/F16/BF16 for the router)
+    int64_t n_rows = 0;       // rows
+    float* out = nullptr;     // device [n_rows]
+};
+
+// Whether decode kernels can run matrices of this type with Q8K activations.
+bool dec_q8k_type(uint32_t type);
+
+// out_m = W_m q8(RMSNorm(x) * norm_w) for m < n_mat, every row of the n_mat matrices in one
+// grid (the attention block's q, k, v). Each thread block computes the norm and its Q8K
+// blocks itself (rms_norm_q8k's bits); block 0 also stores them to norm_out / norm_q8 when set.
+struct DecNormMatvecArgs {
+    const float* x = nullptr;       // [n] input row
+    const float* norm_w = nullptr;  // [n] norm weight
+    float eps = 0.0f;               // RMSNorm epsilon
+    int64_t n = 0;                  // values per row (multiple of 256)
+    DecMatrix mat[3];               // matrices (Q8K-dot types), rows of n values
+    int n_mat = 0;                  // 1..3
+    float* norm_out = nullptr;      // optional [n]: the normed row
+    block_q8k* norm_q8 = nullptr;   // optional [n/256]: its Q8K blocks
+};
+void dec_norm_matvec(const DecNormMatvecArgs& args, void* stream, bool pdl);
+
+// out = W q8(in); sum[r] = residual[r] + out[r] (attn_output projection + residual add).
+struct DecMatvecAddArgs {
+    const float* in = nullptr;        // [n] activations (quantised in each thread block)
+    int64_t n = 0;                    // values per row (multiple of 256)
+    DecMatrix mat;                    // Q8K-dot type
+    const float* residual = nullptr;  // [mat.n_rows]
+    float* sum = nullptr;             // [mat.n_rows]
+};
+void dec_matvec_add(const DecMatvecAddArgs& args, void* stream, bool pdl);
+
+// Per-head RMSNorm + RoPE of the token's q and k heads, K (roped) and V appended to the cache
+// at the token's position: norm_rope(q) + norm_rope(k) + kv_store(v) in one launch.
+struct DecQkRopeArgs {
+    NormRopeArgs q;             // n_tok must be 1; no cache
+    NormRopeArgs k;             // n_tok must be 1; cache = the layer's K cache
+    const float* v = nullptr;   // [n_head_kv * hd]
+    void* v_cache = nullptr;    // the layer's V cache [n_ctx][n_head_kv * hd] (f16 when k.cache_f16)
+};
+void dec_qk_rope(const DecQkRopeArgs& args, void* stream, bool pdl);
+
+// Decode attention of one token at position pos[0] over cache positions 0..pos, split-K over
+// key tiles with a grid fixed at capture (n_split blocks per KV head loop over the tiles the
+// position needs). Two launches: scores + tile maxima; then tile sums and, in the last block of
+// each KV head (atomic counter), the ascending-tile combine. Same values as `attention`.
+struct DecAttnArgs {
+    const float* q = nullptr;        // [n_head * hd] (q_rope)
+    const void* k_cache = nullptr;   // [n_ctx][n_head_kv * hd]
+    const void* v_cache = nullptr;   // [n_ctx][n_head_kv * hd]
+    bool cache_f16 = true;           // f16 or f32 elements
+    int64_t n_ctx = 0;               // cache rows
+    const int32_t* pos = nullptr;    // [1] the token's position (0 <= pos < n_ctx)
+    int n_head = 0, n_head_kv = 0, hd = 0;
+    float* out = nullptr;            // [n_head * hd]
+    float* scratch = nullptr;        // dec_attention_scratch_floats(...) floats
+    unsigned* counters = nullptr;    // [n_head_kv], zero before the first launch (left zero)
+    int n_split = 1;                 // blocks per KV head
+};
+size_t dec_attention_scratch_floats(int n_head, int hd, int64_t n_ctx);
+void dec_attention(const DecAttnArgs& args, void* stream, bool pdl);
+
+// Router of one token: y = RMSNorm(x) * norm_w (block 0 stores y and its Q8K blocks for the
+// experts), logits = W_router y (the matvec rule for the router's type), then in the last block
+// (atomic counter) softmax + top-k + renormalised weights, as router_topk.
+struct DecRouterArgs {
+    const float* x = nullptr;        // [n] ffn_inp
+    const float* norm_w = nullptr;   // [n] ffn_norm weight
+    float eps = 0.0f;
+    int64_t n = 0;                   // multiple of 256
+    const void* w = nullptr;         // router [n_expert][n] of `type`
+    uint32_t type = 0;               // F32/F16/BF16 (f32 activations) or a Q8K-dot type
+    int n_expert = 0, k = 0;
+    float* norm_out = nullptr;       // [n]
+    block_q8k* norm_q8 = nullptr;    // [n/256]
+    float* logits = nullptr;         // [n_expert]
+    float* probs = nullptr;          // [n_expert]
+    int32_t* ids = nullptr;          // [k]
+    float* weights = nullptr;        // [k]
+    unsigned* counter = nullptr;     // zero before the first launch (left zero)
+};
+void dec_router(const DecRouterArgs& args, void* stream, bool pdl);
+
+// Experts of one token, gate and up with SwiGLU: for slot r < k (expert ids[r]) and row i:
+// gate[r][i], up[r][i] (the matvec rule on the ffn_norm Q8K blocks a), swiglu = silu(g) * u.
+struct DecGateUpArgs {
+    const block_q8k* a = nullptr;    // [n/256]
+    int64_t n = 0;                   // values per row
+    const int32_t* ids = nullptr;    // [k]
+    int k = 0;
+    const void* gate = nullptr;      // [n_mat][n_ff][n]
+    uint32_t gate_type = 0;
+    const void* up = nullptr;        // [n_mat][n_ff][n]
+    uint32_t up_type = 0;
+    int64_t n_ff = 0, n_mat = 0;
+    float* gate_out = nullptr;       // [k][n_ff]
+    float* up_out = nullptr;         // [k][n_ff]
+    float* swiglu_out = nullptr;     // [k][n_ff]
+};
+void dec_gate_up(const DecGateUpArgs& args, void* stream, bool pdl);
+
+// Down projection of the k slots (hidden quantised per slot in each block), the expert combine
+// in rank order and the residual: out[r][d], moe[d] = fma chain of weights[r] * out[r][d],
+// x_out[d] = residual[d] + moe[d].
+struct DecDownArgs {
+    const float* hidden = nullptr;   // [k][n_ff] (swiglu)
+    int64_t n_ff = 0;                // multiple of 256
+    const int32_t* ids = nullptr;    // [k]
+    const float* weights = nullptr;  // [k]
+    int k = 0;
+    const void* down = nullptr;      // [n_mat][n_out][n_ff]
+    uint32_t type = 0;
+    int64_t n_out = 0, n_mat = 0;
+    float* expert_out = nullptr;     // [k][n_out]
+    float* moe_out = nullptr;        // [n_out]
+    const float* residual = nullptr; // [n_out] ffn_inp
+    float* x_out = nullptr;          // [n_out] layer output
+};
+void dec_down(const DecDownArgs& args, void* stream, bool pdl);
+
+// Whether the device supports programmatic dependent launch (compute capability >= 9.0).
+bool dec_device_has_pdl(int device);
+
+}  // namespace qwen3moe::cuda
