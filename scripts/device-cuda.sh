@@ -35,7 +35,9 @@ for step in $steps; do
       ;;
     parity30b)
       log parity30b
-      (cd tests_py && QWEN3MOE_PARITY_MODEL=$M30 timeout 1500 python3 -m pytest -m cuda -q -x -s -p no:cacheprovider test_parity_cuda.py 2>&1 | tee "$OUT/parity30b.log" | tail -60)
+      # PARITY_K narrows the selection (e.g. PARITY_K=PARITY_MODEL: the 30B cases only).
+      (cd tests_py && QWEN3MOE_PARITY_MODEL=$M30 timeout 1500 python3 -m pytest -m cuda -q -x -s -p no:cacheprovider \
+        ${PARITY_K:+-k "$PARITY_K"} test_parity_cuda.py 2>&1 | tee "$OUT/parity30b.log" | tail -60)
       ;;
     bench30b)
       log bench30b
