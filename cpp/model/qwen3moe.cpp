@@ -322,7 +322,7 @@ void Qwen3Moe::run_batch(const int32_t* tokens, int T, const CaptureSpec& spec, 
     };
     // Decode fast path: one step of one token with no captures (and the logits of that token
     // or none) may run fused; the backend returns false when it has no such path.
-    if (T == 1 && !sink && !logits_cap_dst && (logit_n == 0 || (logit_n == 1 && logit_r0 == 0)) &&
+    if (T == 1 && (!sink || spec.empty()) && !logits_cap_dst && (logit_n == 0 || (logit_n == 1 && logit_r0 == 0)) &&
         be.decode_step(w_, tokens[0], n_past_, logit_n ? logits_dst : nullptr))
         return;
     be.begin_batch(tokens, T, n_past_);
