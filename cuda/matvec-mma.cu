@@ -38,7 +38,7 @@
 namespace qwen3moe::cuda {
 
 namespace {
-constexpr int kMmaWarps = 8;               // warps per block
+constexpr int kMmaWarps = 4;               // warps per block (165-173 registers: 3 blocks per SM)
 constexpr int kMmaRows = 16 * kMmaWarps;   // weight rows per block (16 per warp)
 constexpr int kMmaNT = 2;                  // n-tiles of 8 slots per unit
 constexpr int kMmaSlots = 8 * kMmaNT;      // slots per unit
@@ -57,173 +57,96 @@ __device__ __forceinline__ void mma_k16(int (&d)[4], int a0, int a1, int b0) {
         : "r"(a0), "r"(a1), "r"(b0));
 }
 
-__device__ __forceinline__ int ld_b32(const void* p) { return *reinterpret_cast<const int*>(p); }  // 4-aligned
-__device__ __forceinline__ int2 ld_b64(const void* p) { return *reinterpret_cast<const int2*>(p); }  // 8-aligned
 __device__ __forceinline__ uint16_t ld_u16(const uint8_t* p) { return *reinterpret_cast<const uint16_t*>(p); }
 
-constexpr int kLo4 = 0x0f0f0f0f;
-
-// B fragment of sub-block j (32 values) of activation block ab, packed / natural order.
-__device__ __forceinline__ void b_packed(const block_q8k* ab, int j, int t, int& b0, int& b1) {
-    const int8_t* q = ab->qs + 32 * j + mma_packed_first(t, 0);
-    b0 = ld_b32(q);
-    b1 = ld_b32(q + 4);
-}
-__device__ __forceinline__ void b_natural(const block_q8k* ab, int j, int t, int& b0, int& b1) {
-    b0 = ld_b32(ab->qs + 32 * j + mma_natural_first(t, 0));
-    b1 = ld_b32(ab->qs + 32 * j + mma_natural_first(t, 1));
-}
+// Byte j (0..3) of w as an int.
+__device__ __forceinline__ int byte_of(uint32_t w, int j) { return (int)((w >> (8 * j)) & 0xffu); }
 
 // c[nt][r]: c_b of (row of C register r, slot column of register r in n-tile nt) for block b.
 // wa / wb: weight block b of the lane's rows g / g + 8; bact[nt]: activation row (block 0) of the
-// lane's B column in n-tile nt; cact[nt][e]: that of C column 2t + e.
+// lane's B column in n-tile nt; cact[nt][e]: that of C column 2t + e. The fragment registers come
+// from the Q3_HD decoders of matvec-mma.cuh (tested on the CPU by tests_cpp/test-mma-fragments.cpp).
 template <uint32_t T> struct MmaBlock;
 
-template <> struct MmaBlock<GGML_TYPE_Q4_K> {
+// Q4_K / Q5_K: isum from one k32 mma per sub-block scaled by sc_j; msum from a k32 chain with
+// A = m_j in every byte of sub-block j; c_b = canon_block_q4k(da, d, dmin, isum, msum).
+template <uint32_t T> struct MmaBlockK4 {
     __device__ __forceinline__ static void run(const uint8_t* wa, const uint8_t* wb, const block_q8k* const* bact,
                                                const block_q8k* const (*cact)[2], int64_t b, int t,
                                                float (&c)[kMmaNT][4]) {
         uint32_t sa[4], sb[4];
-        k4_unpack_scale_words(ld_b32(wa + 4), ld_b32(wa + 8), ld_b32(wa + 12), sa);
-        k4_unpack_scale_words(ld_b32(wb + 4), ld_b32(wb + 8), ld_b32(wb + 12), sb);
+        k4_unpack_scale_words(mma_ld4(wa + 4), mma_ld4(wa + 8), mma_ld4(wa + 12), sa);
+        k4_unpack_scale_words(mma_ld4(wb + 4), mma_ld4(wb + 8), mma_ld4(wb + 12), sb);
         int isum[kMmaNT][4] = {}, msum[kMmaNT][4] = {};
 #pragma unroll
-        for (int ch = 0; ch < 4; ++ch) {
-            const int2 xa = ld_b64(wa + 16 + 32 * ch + mma_packed_first(t, 0));
-            const int2 xb = ld_b64(wb + 16 + 32 * ch + mma_packed_first(t, 0));
+        for (int j = 0; j < 8; ++j) {
+            int q[4];
 #pragma unroll
-            for (int h = 0; h < 2; ++h) {
-                const int j = 2 * ch + h;
-                const int q[4] = {(xa.x >> (4 * h)) & kLo4, (xb.x >> (4 * h)) & kLo4, (xa.y >> (4 * h)) & kLo4,
-                                  (xb.y >> (4 * h)) & kLo4};
-                const int sca = (int)((sa[j >> 2] >> (8 * (j & 3))) & 0xff), scb = (int)((sb[j >> 2] >> (8 * (j & 3))) & 0xff);
-                const int ma = (int)((sa[2 + (j >> 2)] >> (8 * (j & 3))) & 0xff) * 0x01010101;
-                const int mb = (int)((sb[2 + (j >> 2)] >> (8 * (j & 3))) & 0xff) * 0x01010101;
-                const int m[4] = {ma, mb, ma, mb};
+            for (int r = 0; r < 4; ++r) {  // A register r: row g + 8 (r & 1), half r >> 1
+                const uint8_t* w = (r & 1) ? wb : wa;
+                q[r] = (int)(T == GGML_TYPE_Q4_K ? mma_a_q4k(w, t, j, r >> 1) : mma_a_q5k(w, t, j, r >> 1));
+            }
+            const int sca = byte_of(sa[j >> 2], j & 3), scb = byte_of(sb[j >> 2], j & 3);
+            const int ma = byte_of(sa[2 + (j >> 2)], j & 3) * 0x01010101;
+            const int mb = byte_of(sb[2 + (j >> 2)], j & 3) * 0x01010101;
+            const int m[4] = {ma, mb, ma, mb};
 #pragma unroll
-                for (int nt = 0; nt < kMmaNT; ++nt) {
-                    int b0, b1;
-                    b_packed(bact[nt] + b, j, t, b0, b1);
-                    int d[4] = {0, 0, 0, 0};
-                    mma_k32(d, q, b0, b1);
-                    isum[nt][0] += sca * d[0];
-                    isum[nt][1] += sca * d[1];
-                    isum[nt][2] += scb * d[2];
-                    isum[nt][3] += scb * d[3];
-                    mma_k32(msum[nt], m, b0, b1);
-                }
+            for (int nt = 0; nt < kMmaNT; ++nt) {
+                const int b0 = (int)mma_b_packed(bact[nt] + b, t, j, 0), b1 = (int)mma_b_packed(bact[nt] + b, t, j, 1);
+                int d[4] = {0, 0, 0, 0};
+                mma_k32(d, q, b0, b1);
+                isum[nt][0] += sca * d[0];  // C registers 0, 1: row g; 2, 3: row g + 8
+                isum[nt][1] += sca * d[1];
+                isum[nt][2] += scb * d[2];
+                isum[nt][3] += scb * d[3];
+                mma_k32(msum[nt], m, b0, b1);
             }
         }
-        finish_k4(wa, wb, cact, b, isum, msum, c);
-    }
-    // c_b = canon_block_q4k(da, d, dmin, isum, msum) per output (shared with Q5_K).
-    __device__ __forceinline__ static void finish_k4(const uint8_t* wa, const uint8_t* wb,
-                                                     const block_q8k* const (*cact)[2], int64_t b,
-                                                     const int (&isum)[kMmaNT][4], const int (&msum)[kMmaNT][4],
-                                                     float (&c)[kMmaNT][4]) {
-        const float da_ = canon_f16_to_f32(ld_u16(wa)), dmina = canon_f16_to_f32(ld_u16(wa + 2));
-        const float db_ = canon_f16_to_f32(ld_u16(wb)), dminb = canon_f16_to_f32(ld_u16(wb + 2));
+        const float d_a = canon_f16_to_f32(ld_u16(wa)), dmin_a = canon_f16_to_f32(ld_u16(wa + 2));
+        const float d_b = canon_f16_to_f32(ld_u16(wb)), dmin_b = canon_f16_to_f32(ld_u16(wb + 2));
 #pragma unroll
         for (int nt = 0; nt < kMmaNT; ++nt)
 #pragma unroll
-            for (int r = 0; r < 4; ++r) {
-                const float act_d = (cact[nt][r & 1] + b)->d;
-                c[nt][r] = canon_block_q4k(act_d, r < 2 ? da_ : db_, r < 2 ? dmina : dminb, isum[nt][r], msum[nt][r]);
-            }
+            for (int r = 0; r < 4; ++r)
+                c[nt][r] = canon_block_q4k((cact[nt][r & 1] + b)->d, r < 2 ? d_a : d_b, r < 2 ? dmin_a : dmin_b,
+                                           isum[nt][r], msum[nt][r]);
     }
 };
+template <> struct MmaBlock<GGML_TYPE_Q4_K> : MmaBlockK4<GGML_TYPE_Q4_K> {};
+template <> struct MmaBlock<GGML_TYPE_Q5_K> : MmaBlockK4<GGML_TYPE_Q5_K> {};
 
-template <> struct MmaBlock<GGML_TYPE_Q5_K> {
-    __device__ __forceinline__ static void run(const uint8_t* wa, const uint8_t* wb, const block_q8k* const* bact,
-                                               const block_q8k* const (*cact)[2], int64_t b, int t,
-                                               float (&c)[kMmaNT][4]) {
-        uint32_t sa[4], sb[4];
-        k4_unpack_scale_words(ld_b32(wa + 4), ld_b32(wa + 8), ld_b32(wa + 12), sa);
-        k4_unpack_scale_words(ld_b32(wb + 4), ld_b32(wb + 8), ld_b32(wb + 12), sb);
-        // qh (offset 16): bit j of byte l is the 5th bit of value 32j + l; this lane's l = 8t .. 8t+7.
-        const int2 ha = ld_b64(wa + 16 + mma_packed_first(t, 0));
-        const int2 hb = ld_b64(wb + 16 + mma_packed_first(t, 0));
-        int isum[kMmaNT][4] = {}, msum[kMmaNT][4] = {};
-#pragma unroll
-        for (int ch = 0; ch < 4; ++ch) {
-            const int2 xa = ld_b64(wa + 48 + 32 * ch + mma_packed_first(t, 0));
-            const int2 xb = ld_b64(wb + 48 + 32 * ch + mma_packed_first(t, 0));
-#pragma unroll
-            for (int h = 0; h < 2; ++h) {
-                const int j = 2 * ch + h;
-                const int q[4] = {((xa.x >> (4 * h)) & kLo4) | (((ha.x >> j) & 0x01010101) << 4),
-                                  ((xb.x >> (4 * h)) & kLo4) | (((hb.x >> j) & 0x01010101) << 4),
-                                  ((xa.y >> (4 * h)) & kLo4) | (((ha.y >> j) & 0x01010101) << 4),
-                                  ((xb.y >> (4 * h)) & kLo4) | (((hb.y >> j) & 0x01010101) << 4)};
-                const int sca = (int)((sa[j >> 2] >> (8 * (j & 3))) & 0xff), scb = (int)((sb[j >> 2] >> (8 * (j & 3))) & 0xff);
-                const int ma = (int)((sa[2 + (j >> 2)] >> (8 * (j & 3))) & 0xff) * 0x01010101;
-                const int mb = (int)((sb[2 + (j >> 2)] >> (8 * (j & 3))) & 0xff) * 0x01010101;
-                const int m[4] = {ma, mb, ma, mb};
-#pragma unroll
-                for (int nt = 0; nt < kMmaNT; ++nt) {
-                    int b0, b1;
-                    b_packed(bact[nt] + b, j, t, b0, b1);
-                    int d[4] = {0, 0, 0, 0};
-                    mma_k32(d, q, b0, b1);
-                    isum[nt][0] += sca * d[0];
-                    isum[nt][1] += sca * d[1];
-                    isum[nt][2] += scb * d[2];
-                    isum[nt][3] += scb * d[3];
-                    mma_k32(msum[nt], m, b0, b1);
-                }
-            }
-        }
-        MmaBlock<GGML_TYPE_Q4_K>::finish_k4(wa, wb, cact, b, isum, msum, c);
-    }
-};
-
+// Q6_K: one k16 mma per 16-value sub-block (A = the signed value), isum += sc_j * d_j;
+// c_b = canon_block_q6k(da, d, isum). Blocks are 2-byte aligned (16-bit loads).
 template <> struct MmaBlock<GGML_TYPE_Q6_K> {
-    // Value 128hh + 32s + l: low 4 bits (ql[64hh + 32(s&1) + l] >> 4(s>>1)), high 2 bits
-    // (qh[32hh + l] >> 2s); sub-block j = 8hh + 2s + lh covers l = 16lh .. 16lh+15; the lane's k16
-    // fragment holds l = 16lh + 4t + e. Blocks are 2-byte aligned: 16-bit loads.
     __device__ __forceinline__ static void run(const uint8_t* wa, const uint8_t* wb, const block_q8k* const* bact,
                                                const block_q8k* const (*cact)[2], int64_t b, int t,
                                                float (&c)[kMmaNT][4]) {
         int isum[kMmaNT][4] = {};
 #pragma unroll
-        for (int hh = 0; hh < 2; ++hh)
+        for (int j = 0; j < 16; ++j) {
+            const int a0 = (int)mma_a_q6k(wa, t, j), a1 = (int)mma_a_q6k(wb, t, j);
+            const int sca = (int)(int8_t)wa[192 + j], scb = (int)(int8_t)wb[192 + j];
 #pragma unroll
-            for (int lh = 0; lh < 2; ++lh) {
-                const int l0 = 16 * lh + mma_k16_k(t, 0);
-                const int qla0 = ld_i32_a2(wa + 64 * hh + l0), qla1 = ld_i32_a2(wa + 64 * hh + 32 + l0);
-                const int qlb0 = ld_i32_a2(wb + 64 * hh + l0), qlb1 = ld_i32_a2(wb + 64 * hh + 32 + l0);
-                const int qha = ld_i32_a2(wa + 128 + 32 * hh + l0), qhb = ld_i32_a2(wb + 128 + 32 * hh + l0);
-#pragma unroll
-                for (int s = 0; s < 4; ++s) {
-                    const int j = 8 * hh + 2 * s + lh;
-                    const int qla = (s & 1) ? qla1 : qla0, qlb = (s & 1) ? qlb1 : qlb0;
-                    const int a0 = (int)__vsub4((uint32_t)(((qla >> (4 * (s >> 1))) & kLo4) | (((qha >> (2 * s)) & 0x03030303) << 4)),
-                                                0x20202020u);
-                    const int a1 = (int)__vsub4((uint32_t)(((qlb >> (4 * (s >> 1))) & kLo4) | (((qhb >> (2 * s)) & 0x03030303) << 4)),
-                                                0x20202020u);
-                    const int sca = (int)(int8_t)wa[192 + j], scb = (int)(int8_t)wb[192 + j];
-#pragma unroll
-                    for (int nt = 0; nt < kMmaNT; ++nt) {
-                        const int b0 = ld_b32((bact[nt] + b)->qs + 16 * j + mma_k16_k(t, 0));
-                        int d[4] = {0, 0, 0, 0};
-                        mma_k16(d, a0, a1, b0);
-                        isum[nt][0] += sca * d[0];
-                        isum[nt][1] += sca * d[1];
-                        isum[nt][2] += scb * d[2];
-                        isum[nt][3] += scb * d[3];
-                    }
-                }
+            for (int nt = 0; nt < kMmaNT; ++nt) {
+                int d[4] = {0, 0, 0, 0};
+                mma_k16(d, a0, a1, (int)mma_b_k16(bact[nt] + b, t, j));
+                isum[nt][0] += sca * d[0];
+                isum[nt][1] += sca * d[1];
+                isum[nt][2] += scb * d[2];
+                isum[nt][3] += scb * d[3];
             }
-        const float da_ = canon_f16_to_f32(ld_u16(wa + 208)), db_ = canon_f16_to_f32(ld_u16(wb + 208));
+        }
+        const float d_a = canon_f16_to_f32(ld_u16(wa + 208)), d_b = canon_f16_to_f32(ld_u16(wb + 208));
 #pragma unroll
         for (int nt = 0; nt < kMmaNT; ++nt)
 #pragma unroll
             for (int r = 0; r < 4; ++r)
-                c[nt][r] = canon_block_q6k((cact[nt][r & 1] + b)->d, r < 2 ? da_ : db_, isum[nt][r]);
+                c[nt][r] = canon_block_q6k((cact[nt][r & 1] + b)->d, r < 2 ? d_a : d_b, isum[nt][r]);
     }
 };
 
-// Q8_0 / Q4_0: weight block k (34 / 18 bytes) covers values 32k .. 32k+31 of the activation block.
+// Q8_0 / Q4_0: one k32 mma per weight block k gives isum_k; canon_block_q8_0 folds
+// inner = canon_fma(d_k, isum_k, inner) in ascending k from +0.0f, then c_b = da * inner.
 template <uint32_t T> struct MmaBlockQ0 {
     static constexpr int kWb = T == GGML_TYPE_Q8_0 ? (int)sizeof(block_q8_0) : (int)sizeof(block_q4_0);
     __device__ __forceinline__ static void run(const uint8_t* wa, const uint8_t* wb, const block_q8k* const* bact,
@@ -236,36 +159,24 @@ template <uint32_t T> struct MmaBlockQ0 {
             for (int r = 0; r < 4; ++r) inner[nt][r] = 0.0f;
 #pragma unroll
         for (int k = 0; k < 8; ++k) {
-            const uint8_t* qa = wa + kWb * k + 2;  // qs (after the f16 scale)
-            const uint8_t* qb = wb + kWb * k + 2;
             int q[4];
-            if constexpr (T == GGML_TYPE_Q8_0) {  // packed order
-                q[0] = ld_i32_a2(qa + mma_packed_first(t, 0));
-                q[1] = ld_i32_a2(qb + mma_packed_first(t, 0));
-                q[2] = ld_i32_a2(qa + mma_packed_first(t, 1));
-                q[3] = ld_i32_a2(qb + mma_packed_first(t, 1));
-            } else {  // natural order: qs byte 4t + e holds values 4t + e (low) and 16 + 4t + e (high)
-                const int xa = ld_i32_a2(qa + mma_natural_first(t, 0)), xb = ld_i32_a2(qb + mma_natural_first(t, 0));
-                q[0] = (int)__vsub4((uint32_t)(xa & kLo4), 0x08080808u);
-                q[1] = (int)__vsub4((uint32_t)(xb & kLo4), 0x08080808u);
-                q[2] = (int)__vsub4((uint32_t)((xa >> 4) & kLo4), 0x08080808u);
-                q[3] = (int)__vsub4((uint32_t)((xb >> 4) & kLo4), 0x08080808u);
+#pragma unroll
+            for (int r = 0; r < 4; ++r) {
+                const uint8_t* w = (r & 1) ? wb : wa;
+                q[r] = (int)(T == GGML_TYPE_Q8_0 ? mma_a_q8_0(w, t, k, r >> 1) : mma_a_q4_0(w, t, k, r >> 1));
             }
             const float dka = canon_f16_to_f32(ld_u16(wa + kWb * k)), dkb = canon_f16_to_f32(ld_u16(wb + kWb * k));
 #pragma unroll
             for (int nt = 0; nt < kMmaNT; ++nt) {
-                int b0, b1;
-                if constexpr (T == GGML_TYPE_Q8_0)
-                    b_packed(bact[nt] + b, k, t, b0, b1);
-                else
-                    b_natural(bact[nt] + b, k, t, b0, b1);
+                const block_q8k* ab = bact[nt] + b;
+                const int b0 = (int)(T == GGML_TYPE_Q8_0 ? mma_b_packed(ab, t, k, 0) : mma_b_natural(ab, t, k, 0));
+                const int b1 = (int)(T == GGML_TYPE_Q8_0 ? mma_b_packed(ab, t, k, 1) : mma_b_natural(ab, t, k, 1));
                 int d[4] = {0, 0, 0, 0};
                 mma_k32(d, q, b0, b1);
 #pragma unroll
                 for (int r = 0; r < 4; ++r) inner[nt][r] = canon_fma(r < 2 ? dka : dkb, (float)d[r], inner[nt][r]);
             }
         }
-        // canon_block_q8_0: da * inner.
 #pragma unroll
         for (int nt = 0; nt < kMmaNT; ++nt)
 #pragma unroll

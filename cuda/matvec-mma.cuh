@@ -22,9 +22,11 @@
 // canon_tree32 (see the proof below), so no output needs 32 live partials.
 #pragma once
 #include <cstdint>
+#include <cstring>
 
 #include "cuda/cuda-ops.h"
 #include "ops/canon.h"
+#include "quant/blocks.h"
 
 namespace qwen3moe::cuda {
 
@@ -54,6 +56,78 @@ Q3_HD void k4_unpack_scale_words(uint32_t w0, uint32_t w1, uint32_t w2, uint32_t
     out[1] = (w2 & 0x0f0f0f0fu) | (((w0 >> 6) & 0x03030303u) << 4);
     out[2] = w1 & 0x3f3f3f3fu;
     out[3] = ((w2 >> 4) & 0x0f0f0f0fu) | (((w1 >> 6) & 0x03030303u) << 4);
+}
+
+// ---- fragment registers from the block bytes (one .b32 register = 4 int8 values) -----------
+// Loads: mma_ld4 needs a 4-byte aligned address on the device, mma_ld4_a2 a 2-byte aligned one.
+Q3_HD uint32_t mma_ld4(const uint8_t* p) {
+#if defined(__CUDA_ARCH__)
+    return *reinterpret_cast<const uint32_t*>(p);
+#else
+    uint32_t v;
+    std::memcpy(&v, p, 4);
+    return v;
+#endif
+}
+Q3_HD uint32_t mma_ld4_a2(const uint8_t* p) {
+#if defined(__CUDA_ARCH__)
+    const uint16_t* h = reinterpret_cast<const uint16_t*>(p);
+    return (uint32_t)h[0] | ((uint32_t)h[1] << 16);
+#else
+    return mma_ld4(p);
+#endif
+}
+// Per-byte a - b modulo 256 (bytes of a - b stay in -128..127 for every use here).
+Q3_HD uint32_t mma_vsub4(uint32_t a, uint32_t b) {
+#if defined(__CUDA_ARCH__)
+    return __vsub4(a, b);
+#else
+    uint32_t r = 0;
+    for (int i = 0; i < 4; ++i) r |= (((a >> (8 * i)) - (b >> (8 * i))) & 0xffu) << (8 * i);
+    return r;
+#endif
+}
+constexpr uint32_t kMmaLo4 = 0x0f0f0f0fu;
+
+// A register half h (0: registers 0/1, 1: registers 2/3 of the row's k32 fragment) of sub-block j
+// (0..7) of the 256-value weight block at wb, for the lane with threadID_in_group t.
+// Q4_K (packed order): value 32j + l = qs[32 (j/2) + l] nibble j%2; qs at byte 16.
+Q3_HD uint32_t mma_a_q4k(const uint8_t* wb, int t, int j, int h) {
+    return (mma_ld4(wb + 16 + 32 * (j >> 1) + mma_packed_first(t, h)) >> (4 * (j & 1))) & kMmaLo4;
+}
+// Q5_K (packed order): qs at byte 48 as Q4_K; the 5th bit of value 32j + l is bit j of qh[l] (byte 16).
+Q3_HD uint32_t mma_a_q5k(const uint8_t* wb, int t, int j, int h) {
+    const uint32_t lo = (mma_ld4(wb + 48 + 32 * (j >> 1) + mma_packed_first(t, h)) >> (4 * (j & 1))) & kMmaLo4;
+    return lo | (((mma_ld4(wb + 16 + mma_packed_first(t, h)) >> j) & 0x01010101u) << 4);
+}
+// Q8_0 (packed order): weight block k (34 bytes: f16 d, 32 int8) holds values 32k .. 32k+31.
+Q3_HD uint32_t mma_a_q8_0(const uint8_t* wb, int t, int k, int h) {
+    return mma_ld4_a2(wb + 34 * k + 2 + mma_packed_first(t, h));
+}
+// Q4_0 (natural order): weight block k (18 bytes: f16 d, 16 qs): value l = (qs[l] & 15) - 8,
+// value 16 + l = (qs[l] >> 4) - 8; half h = the nibble, bytes 4t .. 4t+3.
+Q3_HD uint32_t mma_a_q4_0(const uint8_t* wb, int t, int k, int h) {
+    return mma_vsub4((mma_ld4_a2(wb + 18 * k + 2 + mma_natural_first(t, 0)) >> (4 * h)) & kMmaLo4, 0x08080808u);
+}
+// Q6_K (k16 register of sub-block j = 0..15, values 16j + 4t + e): value 128hh + 32s + l has low
+// bits ql[64hh + 32(s&1) + l] >> 4(s>>1), high bits qh[32hh + l] >> 2s (ql at 0, qh at 128), and
+// is stored + 32; here j = 8hh + 2s + lh, l = 16lh + 4t + e.
+Q3_HD uint32_t mma_a_q6k(const uint8_t* wb, int t, int j) {
+    const int hh = j >> 3, s = (j >> 1) & 3, l0 = 16 * (j & 1) + mma_k16_k(t, 0);
+    const uint32_t ql = mma_ld4_a2(wb + 64 * hh + 32 * (s & 1) + l0);
+    const uint32_t qh = mma_ld4_a2(wb + 128 + 32 * hh + l0);
+    return mma_vsub4(((ql >> (4 * (s >> 1))) & kMmaLo4) | (((qh >> (2 * s)) & 0x03030303u) << 4), 0x20202020u);
+}
+// B registers from a Q8K activation block: k32 half h of sub-block j (packed / natural order),
+// k16 register of sub-block j (16 values).
+Q3_HD uint32_t mma_b_packed(const block_q8k* ab, int t, int j, int h) {
+    return mma_ld4(reinterpret_cast<const uint8_t*>(ab->qs) + 32 * j + mma_packed_first(t, h));
+}
+Q3_HD uint32_t mma_b_natural(const block_q8k* ab, int t, int j, int h) {
+    return mma_ld4(reinterpret_cast<const uint8_t*>(ab->qs) + 32 * j + mma_natural_first(t, h));
+}
+Q3_HD uint32_t mma_b_k16(const block_q8k* ab, int t, int j) {
+    return mma_ld4(reinterpret_cast<const uint8_t*>(ab->qs) + 16 * j + mma_k16_k(t, 0));
 }
 
 // ---- the canonical row tree, streamed ---------------------------------------------------------
