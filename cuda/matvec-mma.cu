@@ -38,7 +38,7 @@
 namespace qwen3moe::cuda {
 
 namespace {
-constexpr int kMmaWarps = 4;               // warps per block (165-173 registers: 3 blocks per SM)
+constexpr int kMmaWarps = 4;               // warps per block (sm_90: Q4_K 164 registers, 3 blocks/SM)
 constexpr int kMmaRows = 16 * kMmaWarps;   // weight rows per block (16 per warp)
 constexpr int kMmaNT = 2;                  // n-tiles of 8 slots per unit
 constexpr int kMmaSlots = 8 * kMmaNT;      // slots per unit
