@@ -1,11 +1,13 @@
 // matvec-q8k.cu — quantised weights x Q8K activations (see matvec-q8k.cuh for the split).
 // One token (decode): grid x = groups of kRowsPerBlock rows (one warp each), y = slots.
-// Several tokens (prefill): the tiled shape of matvec-tiled.cuh (each weight row read once per
+// Several tokens (prefill): the int8 tensor-core kernel of matvec-mma.cu where it applies, else
+// the tiled shape of matvec-tiled.cuh (each weight row read once per
 // tile of slots; expert slots grouped by matrix when the caller passes a grouping).
 #include <algorithm>
 #include <stdexcept>
 #include <string>
 
+#include "cuda/matvec-mma.cuh"
 #include "cuda/matvec-q8k.cuh"
 #include "cuda/matvec-tiled.cuh"
 #include "runtime/errors.h"
@@ -57,6 +59,7 @@ template <uint32_t T>
 void launch_typed(const MatvecArgs& p, const block_q8k* a, cudaStream_t stream) {
     const int64_t n_slots = (int64_t)p.n_tok * p.n_used;
     if (p.n_tok > 1) {  // prefill; decode (one token, k expert slots) keeps one warp per (slot, row)
+        if (matvec_q8k_mma(p, a, stream)) return;  // int8 tensor cores (matvec-mma.cu), same bits
         const bool grouped = p.groups && p.ids;
         const int64_t n_units = matvec_tiled_units(n_slots, p.n_mat, grouped);
         const int64_t nb = p.n / QK_K;

@@ -277,6 +277,42 @@ def test_matvec_q8k_prefill_tiles_and_groups(typ, act_per_slot):
                       f"matvec_q8k dense 45 tokens {typ}")
 
 
+@pytest.mark.parametrize("typ", QUANT_TYPES)
+@pytest.mark.parametrize("n_tok", [2, 5, 16, 33, 100, 300])
+def test_matvec_q8k_mma_prefill(typ, n_tok):
+    # The int8 tensor-core prefill path (cuda/matvec-mma.cu: dense launches and grouped expert
+    # launches) against the CPU dot: rows not a multiple of the 16-row warp tile or the 128-row
+    # block tile, n = 768 (3 blocks: most canonical lanes empty), very uneven routing (expert 0
+    # takes most slots, experts 2 and 5 none), invalid ids, activation rows per token and per slot.
+    rng = np.random.default_rng(_seed(typ, n_tok, 2024))
+    n_mat, n_rows, n, k = 6, 141, 768, 3
+    w = np.stack([_weights(rng, typ, n_rows, n, random_blocks=(e % 2 == 1)) for e in range(n_mat)])
+    n_slots = n_tok * k
+    ids = rng.choice([0] * 12 + [1, 3, 4], size=(n_tok, k)).astype(np.int32)
+    ids[n_tok // 2, 1] = n_mat if n_tok > 2 else ids[n_tok // 2, 1]  # invalid (past the end)
+    ids[0, 2] = -3                                                   # invalid (negative)
+    for act_per_slot in (False, True):
+        x = _acts(rng, (n_slots if act_per_slot else n_tok, n))
+        x[0, :256] = 0.0  # a zero activation block (d = 0)
+        xq = _q8k_bytes(x)
+        want = np.full((n_slots, n_rows), np.nan, dtype=np.float32)
+        for e in range(n_mat):
+            slots = [s for s in range(n_slots) if ids[s // k, s % k] == e]
+            if slots:
+                rows = x[slots] if act_per_slot else x[[s // k for s in slots]]
+                want[slots] = np.asarray(quant.dot_q8k(w[e], typ, rows), dtype=np.float32).reshape(len(slots), n_rows)
+        got = _core.cuda_ops_matvec_q8k(quant.type_id(typ), w, n, xq, ids, act_per_slot, True)
+        assert np.isnan(got[2]).all()
+        assert_bits_equal(got, want, f"matvec_q8k mma grouped {typ} n_tok={n_tok} act_per_slot={act_per_slot}")
+    # Dense: n_tok token rows over one matrix; a longer row (n = 256 * 37: lanes with two blocks).
+    for nn, rows in ((2048, 77), (256 * 37, 19)):
+        wd = _weights(rng, typ, rows, nn, random_blocks=True)
+        xd = _acts(rng, (n_tok, nn))
+        got = _core.cuda_ops_matvec_q8k(quant.type_id(typ), wd, nn, _q8k_bytes(xd))
+        want = np.asarray(quant.dot_q8k(wd, typ, xd), dtype=np.float32).reshape(n_tok, rows)
+        assert_bits_equal(got, want, f"matvec_q8k mma dense {typ} n_tok={n_tok} rows={rows} n={nn}")
+
+
 def test_matvec_q8k_rejects_float_types():
     w = np.zeros((2, 256 * 4), dtype=np.uint8)
     with pytest.raises(qwen3moe.UnsupportedTypeError):
