@@ -47,6 +47,27 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def thp_mode() -> str:
+    """The kernel's transparent huge page setting (e.g. "always [madvise] never")."""
+    try:
+        with open("/sys/kernel/mm/transparent_hugepage/enabled") as f:
+            return f.read().strip()
+    except OSError:
+        return "unknown"
+
+
+def rss_gib() -> float:
+    """Resident set size of this process (GiB)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 2**20
+    except OSError:
+        pass
+    return 0.0
+
+
 def profiled(fn) -> tuple[list[dict], float]:
     """Run fn() once with the profiler on: its counters and its wall time (s)."""
     _core.profile_reset()
@@ -125,7 +146,7 @@ def main() -> None:
     n_vocab = int(hp["n_vocab"])
     print(f"model {a.model}: {hp['n_layer']} layers, load {time.perf_counter() - t0:.2f} s; threads {m.threads}; "
           f"simd {_core.quant_simd_level()}; cpu {cpu_name()} ({os.cpu_count()} logical CPUs); "
-          f"tuning {_core.cpu_tuning()}")
+          f"tuning {_core.cpu_tuning()}; THP {thp_mode()}")
     rng = np.random.default_rng(0)
     toks = rng.integers(1, min(n_vocab, 20000), size=a.prompt + a.decode).astype(np.int64).tolist()
     # warm-up: touches (page-faults) the weights the profiled runs read
@@ -183,11 +204,22 @@ def main() -> None:
             for v in vals:
                 if v != base[k]:
                     variants.append({**base, k: v})
+        # knobs read at load (weights_copy) need their own model: group the variants by them
+        variants.sort(key=lambda v: v.get("weights_copy", 0) != base.get("weights_copy", 0))
         print(f"\n== tuning variants (pp{a.prompt} / tg{a.decode} tok/s, best of 2, logits=none) ==")
         report["variants"] = []
+        loaded_copy = base.get("weights_copy", 0)
         for var in variants:
             for k, v in var.items():
                 _core.cpu_tuning_set(k, v)
+            if var.get("weights_copy", 0) != loaded_copy:
+                m.close()
+                t0 = time.perf_counter()
+                m = qwen3moe.load(a.model, device="cpu", threads=a.threads, n_ctx=a.prompt + a.decode + 64)
+                print(f"(reloaded with weights_copy={var['weights_copy']}: {time.perf_counter() - t0:.2f} s; "
+                      f"transparent huge pages: {thp_mode()}; RSS now {rss_gib():.2f} GiB)")
+                loaded_copy = var["weights_copy"]
+                timed(m, toks, a.prompt, a.decode, 1)  # warm-up
             pp, tg = timed(m, toks, a.prompt, a.decode, 2)
             print(f"{json.dumps(var):<60} pp {pp:8.2f}  tg {tg:7.2f}")
             report["variants"].append({"tuning": var, "pp": pp, "tg": tg})

@@ -13,6 +13,7 @@
 
 #include "quant/dot-canon.h"
 #include "quant/quant.h"
+#include "runtime/cpu-tuning.h"
 #include "runtime/errors.h"
 
 using namespace qwen3moe;
@@ -198,7 +199,12 @@ TEST_CASE("Q8K dots: every SIMD level and the multi-token path give the scalar b
         for (int64_t n : {256, 2048, 256 * 37}) {
             INFO("type " << ggml_type_name(type) << " n " << n);
             const int rows = n > 2048 ? 4 : 16;
-            const int n_tok = 11;
+          // token counts: the 8-lane kernel's full and partial groups, the few-token kernel's
+          // chunking (cpu tuning few_tokens: chunks of <= 8 tokens), with both settings
+          for (int few : {0, 1}) {
+          cpu_tuning_set("few_tokens", few);
+          for (int n_tok : {2, 3, 8, 11, 17}) {
+            INFO("few_tokens " << few << " n_tok " << n_tok);
             std::vector<uint8_t> w = random_weights(rng, type, rows * n, 0.02f);
             std::vector<uint8_t> wx = random_weights(rng, type, rows * n, 300.0f);  // large scales
             std::vector<float> x = random_floats(rng, n * n_tok, 2.5f);
@@ -229,8 +235,11 @@ TEST_CASE("Q8K dots: every SIMD level and the multi-token path give the scalar b
                     }
                 }
             }
+          }
+          }
         }
     }
+    cpu_tuning_set("few_tokens", 1);
 }
 
 TEST_CASE("Q8K dot equals the canonical block expression on a hand-built case", "[quant]") {

@@ -10,7 +10,9 @@
 #include <thread>
 
 #include "model/cpu-backend.h"
+#include "model/weight-copy.h"
 #include "quant/quant.h"
+#include "runtime/cpu-tuning.h"
 #include "runtime/errors.h"
 #include "runtime/op-profile.h"
 
@@ -262,6 +264,12 @@ Qwen3Moe::Qwen3Moe(const std::string& path, const ModelOptions& opt) : opt_(opt)
     w_.output_norm.id = nid++;
     rope_ = build_rope_table(opt.n_ctx, hp_.head_dim, (double)hp_.rope_freq_base);
     threads_ = opt.threads > 0 ? opt.threads : (int)std::max(1u, std::thread::hardware_concurrency());
+    if (!device_factory && cpu_tuning::weights_copy()) {
+        weight_copy_ = std::make_unique<WeightCopy>(w_.all, threads_);
+        // w_ owns the tensors (w_.all only lists them read-only)
+        for (size_t i = 0; i < w_.all.size(); ++i) const_cast<Tensor*>(w_.all[i])->data = weight_copy_->data(i);
+        if (w_.tied_output) w_.output.data = w_.token_embd.data;
+    }
     if (device_factory)
         backend_ = device_factory(hp_, opt_, rope_, w_);
     else

@@ -8,6 +8,12 @@
 //  prefetch  bytes of weight rows prefetched ahead of the row being multiplied (software
 //            prefetch into the caches, so the stream does not stall at each 4 KiB page of the
 //            page-cache mapping, where hardware prefetchers stop); 0 = off.
+//  weights_copy  1: a model loaded afterwards on the CPU copies its weights into anonymous
+//            memory advised for 2 MiB transparent huge pages (model/weight-copy.h); 0: it reads
+//            them through the file mapping. Costs the file size in RAM.
+//  few_tokens  1: multi-token Q8K dots (2+ tokens per weight row: prefill, an expert.s tokens)
+//            decode each weight block once per chunk of <= 8 tokens and reduce per token over 8
+//            blocks (AVX-512 table); 0: 8 tokens in the 8 lanes of each block.s reduction.
 #pragma once
 #include <atomic>
 #include <map>
@@ -18,7 +24,10 @@ namespace qwen3moe {
 
 namespace cpu_tuning {
 extern std::atomic<int> g_prefetch;  // bytes
+extern std::atomic<int> g_weights_copy;  // 0 / 1
+extern std::atomic<int> g_few_tokens;    // 0 / 1 (read by quant/dot-avx512.cpp)
 inline int prefetch_bytes() { return g_prefetch.load(std::memory_order_relaxed); }
+inline bool weights_copy() { return g_weights_copy.load(std::memory_order_relaxed) != 0; }
 }  // namespace cpu_tuning
 
 // All knobs and their current values.
