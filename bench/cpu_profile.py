@@ -137,6 +137,8 @@ def main() -> None:
     ap.add_argument("--decode", "-n", type=int, default=16, help="decode steps per repetition (default 16)")
     ap.add_argument("--reps", "-r", type=int, default=2, help="profiled repetitions (default 2)")
     ap.add_argument("--no-variants", action="store_true", help="skip the tuning-knob comparison")
+    ap.add_argument("--thread-variants", default="8,12",
+                    help="also time these thread counts with the default tuning (comma list; '' = none)")
     ap.add_argument("--json", default=None, help="also write the figures to this JSON file")
     a = ap.parse_args()
 
@@ -144,6 +146,7 @@ def main() -> None:
     m = qwen3moe.load(a.model, device="cpu", threads=a.threads, n_ctx=a.prompt + a.decode + 64)
     hp = m._core.hparams()
     n_vocab = int(hp["n_vocab"])
+    n_threads = m.threads
     print(f"model {a.model}: {hp['n_layer']} layers, load {time.perf_counter() - t0:.2f} s; threads {m.threads}; "
           f"simd {_core.quant_simd_level()}; cpu {cpu_name()} ({os.cpu_count()} logical CPUs); "
           f"tuning {_core.cpu_tuning()}; THP {thp_mode()}")
@@ -221,10 +224,22 @@ def main() -> None:
                 loaded_copy = var["weights_copy"]
                 timed(m, toks, a.prompt, a.decode, 1)  # warm-up
             pp, tg = timed(m, toks, a.prompt, a.decode, 2)
-            print(f"{json.dumps(var):<60} pp {pp:8.2f}  tg {tg:7.2f}")
+            print(f"{json.dumps(var):<60} pp {pp:8.2f}  tg {tg:7.2f}", flush=True)
             report["variants"].append({"tuning": var, "pp": pp, "tg": tg})
         for k, v in base.items():
             _core.cpu_tuning_set(k, v)
+        tv = [int(x) for x in a.thread_variants.split(",") if x.strip()]
+        if tv:
+            m.close()
+            report["thread_variants"] = []
+            print(f"\n== thread counts (default tuning {base}) ==")
+            for th in tv + [n_threads]:
+                mt = qwen3moe.load(a.model, device="cpu", threads=th, n_ctx=a.prompt + a.decode + 64)
+                timed(mt, toks, a.prompt, a.decode, 1)  # warm-up (pool spin-up)
+                pp, tg = timed(mt, toks, a.prompt, a.decode, 2)
+                mt.close()
+                print(f"threads {th:>3}: pp {pp:8.2f}  tg {tg:7.2f}", flush=True)
+                report["thread_variants"].append({"threads": th, "pp": pp, "tg": tg})
     if a.json:
         with open(a.json, "w") as f:
             json.dump(report, f, indent=1)
