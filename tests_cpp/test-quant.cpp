@@ -321,6 +321,34 @@ TEST_CASE("canon_axpy and canon_swiglu twins equal the scalar definitions", "[qu
     CHECK_THROWS_AS(canon_swiglu(nullptr, nullptr, nullptr, -1), std::invalid_argument);
 }
 
+TEST_CASE("canon_f16_to_f32_row twins equal canon_f16_to_f32 for every f16", "[quant]") {
+    RestoreLevel restore;
+    std::vector<uint16_t> all(65536);
+    for (uint32_t i = 0; i < 65536; ++i) all[i] = (uint16_t)i;  // NaNs (quiet and signalling) included
+    std::vector<float> want(65536);
+    for (uint32_t i = 0; i < 65536; ++i) want[i] = canon_f16_to_f32((uint16_t)i);
+    for (const std::string& lv : levels()) {
+        set_simd_level(lv.c_str());
+        INFO("level " << lv);
+        std::vector<float> got(65536);
+        canon_f16_to_f32_row(all.data(), got.data(), 65536);
+        for (uint32_t i = 0; i < 65536; ++i) {
+            INFO("h " << i);
+            REQUIRE(std::memcmp(&got[i], &want[i], 4) == 0);
+        }
+        // odd offsets and lengths (tails), untouched output beyond n
+        for (int64_t off : {1, 3, 0x7c00 - 5, 0xfc00 - 2}) {
+            for (int64_t n : {0, 1, 7, 9, 130}) {
+                std::vector<float> y((size_t)n + 1, 12.5f);
+                canon_f16_to_f32_row(all.data() + off, y.data(), n);
+                for (int64_t i = 0; i < n; ++i) REQUIRE(std::memcmp(&y[(size_t)i], &want[(size_t)(off + i)], 4) == 0);
+                REQUIRE(y[(size_t)n] == 12.5f);
+            }
+        }
+    }
+    CHECK_THROWS_AS(canon_f16_to_f32_row(nullptr, nullptr, -1), std::invalid_argument);
+}
+
 TEST_CASE("vec_dot_f32act is canon_dot of the dequantised row", "[quant]") {
     RestoreLevel restore;
     std::mt19937 rng(5);

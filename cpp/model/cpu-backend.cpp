@@ -198,11 +198,15 @@ void CpuBackend::attention(int il) {
     const bool f16 = kv_.is_f16();
     const int64_t sstride = n_ctx_ + 2 * (int64_t)hd;
     const int64_t work = (int64_t)T_ * nh * (pos0_ + T_) * hd * 2;
-    par((int64_t)T_ * nh, work, [&](int64_t i0, int64_t i1, int tid) {
+    // Causal work grows with t: items are taken in the token order 0, T-1, 1, T-2, ... so each
+    // thread's contiguous chunk of items holds early and late tokens alike (prefill balance).
+    const int64_t T = T_;
+    par(T * nh, work, [&](int64_t i0, int64_t i1, int tid) {
         float* base = attn_scratch_.data() + tid * sstride;
         AttnScratch sc{base, base + n_ctx_, base + n_ctx_ + hd};
         for (int64_t i = i0; i < i1; ++i) {
-            const int64_t t = i / nh;
+            const int64_t j = i / nh;
+            const int64_t t = (j & 1) ? T - 1 - j / 2 : j / 2;
             const int h = (int)(i % nh);
             const int g = h / group;  // Rule: kv head g = h / (n_head / n_head_kv)
             const int n_kv = pos0_ + (int)t + 1;  // keys 0..p

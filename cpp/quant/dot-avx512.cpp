@@ -415,6 +415,6 @@ void quantize_q8k_avx512(const float* x, block_q8k* y, int64_t n) { quantize_q8k
 }  // namespace
 
 const DotKernels kDotKernelsAvx512 = {"avx512vnni", dot_q8k_avx512, canon_dot_avx512, quantize_q8k_avx512,
-                                      axpy_x8,      swiglu_x8};
+                                      axpy_x8,      swiglu_x8,        f16_to_f32_x8};
 
 }  // namespace qwen3moe
