@@ -13,6 +13,7 @@
 
 #include "quant/dot-canon.h"
 #include "quant/quant.h"
+#include "runtime/cpu-tuning.h"
 #include "runtime/errors.h"
 
 using namespace qwen3moe;
@@ -198,7 +199,12 @@ TEST_CASE("Q8K dots: every SIMD level and the multi-token path give the scalar b
         for (int64_t n : {256, 2048, 256 * 37}) {
             INFO("type " << ggml_type_name(type) << " n " << n);
             const int rows = n > 2048 ? 4 : 16;
-            const int n_tok = 11;
+          // token counts: the 8-lane kernel's full and partial groups, the few-token kernel's
+          // chunking (cpu tuning few_tokens: chunks of <= 8 tokens), with both settings
+          for (int few : {0, 1}) {
+          cpu_tuning_set("few_tokens", few);
+          for (int n_tok : {2, 3, 8, 11, 17}) {
+            INFO("few_tokens " << few << " n_tok " << n_tok);
             std::vector<uint8_t> w = random_weights(rng, type, rows * n, 0.02f);
             std::vector<uint8_t> wx = random_weights(rng, type, rows * n, 300.0f);  // large scales
             std::vector<float> x = random_floats(rng, n * n_tok, 2.5f);
@@ -229,8 +235,11 @@ TEST_CASE("Q8K dots: every SIMD level and the multi-token path give the scalar b
                     }
                 }
             }
+          }
+          }
         }
     }
+    cpu_tuning_set("few_tokens", 1);
 }
 
 TEST_CASE("Q8K dot equals the canonical block expression on a hand-built case", "[quant]") {
@@ -310,6 +319,34 @@ TEST_CASE("canon_axpy and canon_swiglu twins equal the scalar definitions", "[qu
     }
     CHECK_THROWS_AS(canon_axpy(1.0f, nullptr, nullptr, -1), std::invalid_argument);
     CHECK_THROWS_AS(canon_swiglu(nullptr, nullptr, nullptr, -1), std::invalid_argument);
+}
+
+TEST_CASE("canon_f16_to_f32_row twins equal canon_f16_to_f32 for every f16", "[quant]") {
+    RestoreLevel restore;
+    std::vector<uint16_t> all(65536);
+    for (uint32_t i = 0; i < 65536; ++i) all[i] = (uint16_t)i;  // NaNs (quiet and signalling) included
+    std::vector<float> want(65536);
+    for (uint32_t i = 0; i < 65536; ++i) want[i] = canon_f16_to_f32((uint16_t)i);
+    for (const std::string& lv : levels()) {
+        set_simd_level(lv.c_str());
+        INFO("level " << lv);
+        std::vector<float> got(65536);
+        canon_f16_to_f32_row(all.data(), got.data(), 65536);
+        for (uint32_t i = 0; i < 65536; ++i) {
+            INFO("h " << i);
+            REQUIRE(std::memcmp(&got[i], &want[i], 4) == 0);
+        }
+        // odd offsets and lengths (tails), untouched output beyond n
+        for (int64_t off : {1, 3, 0x7c00 - 5, 0xfc00 - 2}) {
+            for (int64_t n : {0, 1, 7, 9, 130}) {
+                std::vector<float> y((size_t)n + 1, 12.5f);
+                canon_f16_to_f32_row(all.data() + off, y.data(), n);
+                for (int64_t i = 0; i < n; ++i) REQUIRE(std::memcmp(&y[(size_t)i], &want[(size_t)(off + i)], 4) == 0);
+                REQUIRE(y[(size_t)n] == 12.5f);
+            }
+        }
+    }
+    CHECK_THROWS_AS(canon_f16_to_f32_row(nullptr, nullptr, -1), std::invalid_argument);
 }
 
 TEST_CASE("vec_dot_f32act is canon_dot of the dequantised row", "[quant]") {

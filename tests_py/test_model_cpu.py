@@ -132,6 +132,74 @@ def test_thread_count_invariance(tiny_path):
         assert same_bits(d.logits, results[0][1].logits)
 
 
+def test_cpu_tuning_knobs_invariance(small_path):
+    """Every CPU tuning knob setting (prefetch, weights copy, few-token dots) x SIMD level x threads
+    gives the same captures and logits; bad knob names/values raise ValueError."""
+    core = qwen3moe._core
+    base = core.cpu_tuning()
+    assert set(base) == {"prefetch", "weights_copy", "few_tokens"}
+    levels = [lv for lv in ("scalar", "avx2", "avx512vnni") if core.quant_simd_level_available(lv)]
+    prompt = [(7 * i + 3) % 700 for i in range(37)]  # 37 tokens: few-token chunks and full ones
+    configs = [dict(base, prefetch=0, weights_copy=0, few_tokens=0),
+               dict(base, prefetch=4096, weights_copy=1, few_tokens=1),
+               dict(base, prefetch=1024, weights_copy=0, few_tokens=1)]
+    ref = None
+    try:
+        for cfg in configs:
+            for k, v in cfg.items():
+                core.cpu_tuning_set(k, v)
+            assert core.cpu_tuning() == cfg
+            for level in levels:
+                core.quant_set_simd_level(level)
+                for threads in (1, 2):
+                    with qwen3moe.load(small_path, n_ctx=64, threads=threads) as m:
+                        r = m.forward(prompt, capture="all", logits="all")
+                        d = m.decode(prompt[0], capture="all")
+                    if ref is None:
+                        ref = (r, d)
+                        continue
+                    what = f"{cfg} {level} threads={threads}"
+                    assert_same_captures(r.captures, ref[0].captures, "prefill " + what)
+                    assert same_bits(r.logits, ref[0].logits), what
+                    assert_same_captures(d.captures, ref[1].captures, "decode " + what)
+                    assert same_bits(d.logits, ref[1].logits), what
+    finally:
+        core.quant_set_simd_level("auto")
+        for k, v in base.items():
+            core.cpu_tuning_set(k, v)
+    for name, value in (("prefetch", -1), ("prefetch", 1 << 20), ("weights_copy", 2), ("few_tokens", -1),
+                        ("nope", 0)):
+        with pytest.raises(ValueError):
+            core.cpu_tuning_set(name, value)
+    assert core.cpu_tuning() == base
+
+
+def test_op_profiler_counts_ops(tiny_path):
+    """The op profiler: off by default (no counts), then per-op calls, times, weight bytes and
+    pool regions for a forward; reset clears them."""
+    core = qwen3moe._core
+    core.profile_reset()
+    with qwen3moe.load(tiny_path, n_ctx=64, threads=2) as m:
+        n_layer = int(m._core.hparams()["n_layer"])
+        m.forward(PROMPT, logits="last")
+        assert all(r["calls"] == 0 for r in core.profile_read())  # off: nothing recorded
+        core.profile_enable(True)
+        try:
+            m.reset()
+            m.forward(PROMPT, logits="last")
+        finally:
+            core.profile_enable(False)
+    rows = {r["op"]: r for r in core.profile_read()}
+    assert rows["qkv"]["calls"] == n_layer and rows["experts"]["calls"] == n_layer
+    assert rows["experts.gate_up"]["parent"] == "experts" and rows["qkv"]["parent"] is None
+    assert rows["lm_head"]["calls"] == 1 and rows["lm_head"]["bytes"] > 0
+    assert rows["experts.down"]["bytes"] > 0 and rows["experts"]["ns"] >= rows["experts.down"]["ns"]
+    assert all(r["ns"] > 0 for r in rows.values() if r["calls"])
+    assert rows["qkv"]["regions"] >= 1 and rows["qkv"]["busy_ns"] > 0
+    core.profile_reset()
+    assert all(r["calls"] == 0 and r["ns"] == 0 for r in core.profile_read())
+
+
 def test_two_runs_identical(tiny_path, tiny):
     tiny.reset()
     a = tiny.forward(PROMPT, capture="all", logits="all")

@@ -27,6 +27,8 @@
 #include "ops/swiglu.h"
 #include "quant/quant.h"
 #include "runtime/errors.h"
+#include "runtime/cpu-tuning.h"
+#include "runtime/op-profile.h"
 #include "runtime/sampler.h"
 #include "runtime/thread-pool.h"
 
@@ -275,6 +277,38 @@ void bind_ops(py::module_& m) {
 
 void bind_model(py::module_& m) {
     bind_ops(m);
+    // CPU tuning knobs (runtime/cpu-tuning.h): scheduling only, never the results.
+    m.def("cpu_tuning", &cpu_tuning_get, "Current CPU tuning knobs (name -> value).");
+    m.def("cpu_tuning_set", &cpu_tuning_set, py::arg("name"), py::arg("value"),
+          "Set a CPU tuning knob (process-wide; results never depend on it).");
+    m.def("cpu_tuning_choices", &cpu_tuning_choices, "Values bench/cpu_profile.py compares for each knob.");
+    // Op profiler (runtime/op-profile.h): bench/cpu_profile.py.
+    m.def("profile_enable", [](bool on) { op_profile::set_enabled(on); }, py::arg("on"),
+          "Turn the per-op profiler on or off (process-wide; off by default).");
+    m.def("profile_reset", [] { op_profile::reset(); }, "Zero the per-op profiler counters.");
+    m.def("profile_read", [] {
+        py::list out;
+        const std::vector<ProfStats> st = op_profile::read();
+        for (int i = 0; i < (int)ProfOp::count; ++i) {
+            const ProfStats& s = st[i];
+            const ProfOp parent = prof_op_parent((ProfOp)i);
+            py::dict d;
+            d["op"] = prof_op_name((ProfOp)i);
+            d["parent"] = parent == ProfOp::count ? py::object(py::none()) : py::object(py::str(prof_op_name(parent)));
+            d["calls"] = s.calls;
+            d["ns"] = s.ns;
+            d["bytes"] = s.bytes;
+            d["regions"] = s.regions;
+            d["region_ns"] = s.region_ns;
+            d["busy_ns"] = s.busy_ns;
+            d["busy_max_ns"] = s.busy_max_ns;
+            d["wake_ns"] = s.wake_ns;
+            d["region_threads"] = s.region_threads;
+            out.append(d);
+        }
+        return out;
+    }, "Per-op profiler counters since the last reset: a list of dicts (op, parent, calls, ns, bytes, regions, "
+       "region_ns, busy_ns, busy_max_ns, wake_ns, region_threads).");
     py::class_<Qwen3Moe>(m, "Model")
         .def(py::init([](const std::string& path, int n_ctx, const std::string& activations, int threads,
                          const std::string& device, const py::object& progress, size_t max_vram) {

@@ -4,6 +4,7 @@
 #include "model/cpu-backend.h"
 
 #include <cstring>
+#include <optional>
 #include <string>
 #include <stdexcept>
 
@@ -15,6 +16,7 @@
 #include "ops/rope.h"
 #include "ops/swiglu.h"
 #include "quant/quant.h"
+#include "runtime/op-profile.h"
 
 namespace qwen3moe {
 
@@ -196,11 +198,15 @@ void CpuBackend::attention(int il) {
     const bool f16 = kv_.is_f16();
     const int64_t sstride = n_ctx_ + 2 * (int64_t)hd;
     const int64_t work = (int64_t)T_ * nh * (pos0_ + T_) * hd * 2;
-    par((int64_t)T_ * nh, work, [&](int64_t i0, int64_t i1, int tid) {
+    // Causal work grows with t: items are taken in the token order 0, T-1, 1, T-2, ... so each
+    // thread's contiguous chunk of items holds early and late tokens alike (prefill balance).
+    const int64_t T = T_;
+    par(T * nh, work, [&](int64_t i0, int64_t i1, int tid) {
         float* base = attn_scratch_.data() + tid * sstride;
         AttnScratch sc{base, base + n_ctx_, base + n_ctx_ + hd};
         for (int64_t i = i0; i < i1; ++i) {
-            const int64_t t = i / nh;
+            const int64_t j = i / nh;
+            const int64_t t = (j & 1) ? T - 1 - j / 2 : j / 2;
             const int h = (int)(i % nh);
             const int g = h / group;  // Rule: kv head g = h / (n_head / n_head_kv)
             const int n_kv = pos0_ + (int)t + 1;  // keys 0..p
@@ -235,7 +241,10 @@ void CpuBackend::moe_experts(const Tensor& gate_exps, const Tensor& up_exps, con
     const int32_t* idx = indices();
     const int n_ent = T_ * K;
 
+    using op_profile::OpScope;
     // 1. group entries (t, r) by expert (counting sort, ascending t then r inside a group)
+    std::optional<OpScope> group_scope;
+    group_scope.emplace(ProfOp::experts_group);
     std::fill(grp_count_.begin(), grp_count_.end(), 0);
     for (int i = 0; i < n_ent; ++i) grp_count_[idx[i]]++;
     int n_active = 0;
@@ -263,6 +272,7 @@ void CpuBackend::moe_experts(const Tensor& gate_exps, const Tensor& up_exps, con
         if (gu_q8) std::memcpy(g_in_q8_.data() + p * nbE, q8_[(int)in].data() + t * nbE, sizeof(block_q8k) * nbE);
     }
 
+    group_scope.reset();
     // 3. gate and up: work items (active expert, row); each expert's rows read once for its
     //    whole token group (multi-token dot).
     const block_q8k* gin_q8 = gu_q8 ? g_in_q8_.data() : nullptr;
@@ -294,6 +304,9 @@ void CpuBackend::moe_experts(const Tensor& gate_exps, const Tensor& up_exps, con
         }
         return (int64_t)n_active * rows_per_expert;
     };
+    std::optional<OpScope> gu_scope;
+    gu_scope.emplace(ProfOp::experts_gate_up,
+                                              (int64_t)n_active * F * (int64_t)(gate_exps.row_bytes + up_exps.row_bytes));
     par((int64_t)n_ent * F, (int64_t)n_ent * F * E * 2, [&](int64_t w0, int64_t w1, int tid) {
         float* scr = scratch_.data() + tid * scratch_stride_;
         const int64_t i0 = active_row(w0, F), i1 = active_row(w1, F);
@@ -301,7 +314,10 @@ void CpuBackend::moe_experts(const Tensor& gate_exps, const Tensor& up_exps, con
         run_rows(up_exps, F, g_in_.data(), E, gin_q8, nbE, g_up_.data(), F, i0, i1, scr);
     });
 
+    gu_scope.reset();
     // 4. SwiGLU per entry, then its q8 copy (the down projection's input, quantised once)
+    std::optional<OpScope> sw_scope;
+    sw_scope.emplace(ProfOp::experts_swiglu);
     const bool d_q8 = matvec_uses_q8(down_exps.type, mode_);
     const int64_t nbF = F / 256;
     // (work ~ n_ent * F: the SIMD SwiGLU + quantiser cost a few ns per value, so a decode
@@ -313,13 +329,18 @@ void CpuBackend::moe_experts(const Tensor& gate_exps, const Tensor& up_exps, con
         }
     });
 
+    sw_scope.reset();
     // 5. down: work items (active expert, output row)
+    std::optional<OpScope> down_scope;
+    down_scope.emplace(ProfOp::experts_down, (int64_t)n_active * E * (int64_t)down_exps.row_bytes);
     par((int64_t)n_ent * E, (int64_t)n_ent * F * E, [&](int64_t w0, int64_t w1, int tid) {
         float* scr = scratch_.data() + tid * scratch_stride_;
         const int64_t i0 = active_row(w0, E), i1 = active_row(w1, E);
         run_rows(down_exps, E, g_act_.data(), F, d_q8 ? g_act_q8_.data() : nullptr, nbF, g_down_.data(), E, i0, i1, scr);
     });
 
+    down_scope.reset();
+    OpScope combine_scope(ProfOp::experts_combine);
     // 6. scatter to rank order and combine: moe[d] = +0.0f; for r: moe[d] = canon_fma(w_r, y_r[d], moe[d])
     const float* wts = buf(Act::router_weights);
     par(T_, (int64_t)T_ * K * (E + 3 * F), [&](int64_t t0, int64_t t1, int) {

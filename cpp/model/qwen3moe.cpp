@@ -10,8 +10,11 @@
 #include <thread>
 
 #include "model/cpu-backend.h"
+#include "model/weight-copy.h"
 #include "quant/quant.h"
+#include "runtime/cpu-tuning.h"
 #include "runtime/errors.h"
+#include "runtime/op-profile.h"
 
 namespace qwen3moe {
 
@@ -261,6 +264,12 @@ Qwen3Moe::Qwen3Moe(const std::string& path, const ModelOptions& opt) : opt_(opt)
     w_.output_norm.id = nid++;
     rope_ = build_rope_table(opt.n_ctx, hp_.head_dim, (double)hp_.rope_freq_base);
     threads_ = opt.threads > 0 ? opt.threads : (int)std::max(1u, std::thread::hardware_concurrency());
+    if (!device_factory && cpu_tuning::weights_copy()) {
+        weight_copy_ = std::make_unique<WeightCopy>(w_.all, threads_);
+        // w_ owns the tensors (w_.all only lists them read-only)
+        for (size_t i = 0; i < w_.all.size(); ++i) const_cast<Tensor*>(w_.all[i])->data = weight_copy_->data(i);
+        if (w_.tied_output) w_.output.data = w_.token_embd.data;
+    }
     if (device_factory)
         backend_ = device_factory(hp_, opt_, rope_, w_);
     else
@@ -326,51 +335,72 @@ void Qwen3Moe::run_batch(const int32_t* tokens, int T, const CaptureSpec& spec, 
         be.decode_step(w_, tokens[0], n_past_, logit_n ? logits_dst : nullptr))
         return;
     be.begin_batch(tokens, T, n_past_);
-    be.embed(w_.token_embd, Act::x);                                   cap(Stage::embed, -1, Act::x);
+    using op_profile::OpScope;
+    const bool prof = op_profile::enabled();  // bytes are only worked out when profiling
+    auto wbytes = [&](const Tensor& t) -> int64_t {
+        return prof ? (int64_t)t.row_bytes * t.ne[1] * t.ne[2] * t.ne[3] : 0;
+    };
+    { OpScope s(ProfOp::embed); be.embed(w_.token_embd, Act::x); }
+    cap(Stage::embed, -1, Act::x);
     for (int il = 0; il < hp_.n_layer; ++il) {
         const LayerWeights& L = w_.layers[il];
         // attention block
-        be.rms_norm(Act::x, L.attn_norm, Act::norm);                   cap(Stage::attn_norm, il, Act::norm);
-        be.quantize(Act::norm);  // once, read by q, k and v
-        be.matvec_qkv(L.attn_q, L.attn_k, L.attn_v, Act::norm);
+        { OpScope s(ProfOp::attn_norm); be.rms_norm(Act::x, L.attn_norm, Act::norm); }
+        cap(Stage::attn_norm, il, Act::norm);
+        { OpScope s(ProfOp::attn_quantize); be.quantize(Act::norm); }  // once, read by q, k and v
+        {
+            OpScope s(ProfOp::qkv, wbytes(L.attn_q) + wbytes(L.attn_k) + wbytes(L.attn_v));
+            be.matvec_qkv(L.attn_q, L.attn_k, L.attn_v, Act::norm);
+        }
         cap(Stage::q, il, Act::q);
         cap(Stage::k, il, Act::k);
         cap(Stage::v, il, Act::v);
-        be.qk_norm_rope_kv_append(il, L.attn_q_norm, L.attn_k_norm);
+        { OpScope s(ProfOp::qk_norm_rope); be.qk_norm_rope_kv_append(il, L.attn_q_norm, L.attn_k_norm); }
         cap(Stage::q_normed, il, Act::q_normed);                       cap(Stage::k_normed, il, Act::k_normed);
         cap(Stage::q_rope, il, Act::q_rope);                           cap(Stage::k_rope, il, Act::k_rope);
-        be.attention(il);                                              cap(Stage::attn_out, il, Act::attn_out);
+        { OpScope s(ProfOp::attention); be.attention(il); }
+        cap(Stage::attn_out, il, Act::attn_out);
         poll();  // also after the two long ops of a layer: a long prefill stops within one op
-        be.quantize(Act::attn_out);
-        be.matvec(L.attn_output, Act::attn_out, Act::attn_proj);       cap(Stage::attn_proj, il, Act::attn_proj);
-        be.add(Act::x, Act::attn_proj, Act::ffn_inp);                  cap(Stage::ffn_inp, il, Act::ffn_inp);
+        { OpScope s(ProfOp::o_quantize); be.quantize(Act::attn_out); }
+        { OpScope s(ProfOp::o_proj, wbytes(L.attn_output)); be.matvec(L.attn_output, Act::attn_out, Act::attn_proj); }
+        cap(Stage::attn_proj, il, Act::attn_proj);
+        { OpScope s(ProfOp::residual_add); be.add(Act::x, Act::attn_proj, Act::ffn_inp); }
+        cap(Stage::ffn_inp, il, Act::ffn_inp);
         // MoE block
-        be.rms_norm(Act::ffn_inp, L.ffn_norm, Act::norm);              cap(Stage::ffn_norm, il, Act::norm);
-        be.quantize(Act::norm);  // once, read by every expert's gate and up (and a quantised router)
-        be.matvec(L.ffn_gate_inp, Act::norm, Act::router_logits);      cap(Stage::moe_router_logits, il, Act::router_logits);
-        be.router_topk();
+        { OpScope s(ProfOp::ffn_norm); be.rms_norm(Act::ffn_inp, L.ffn_norm, Act::norm); }
+        cap(Stage::ffn_norm, il, Act::norm);
+        // once, read by every expert's gate and up (and a quantised router)
+        { OpScope s(ProfOp::ffn_quantize); be.quantize(Act::norm); }
+        { OpScope s(ProfOp::router, wbytes(L.ffn_gate_inp)); be.matvec(L.ffn_gate_inp, Act::norm, Act::router_logits); }
+        cap(Stage::moe_router_logits, il, Act::router_logits);
+        { OpScope s(ProfOp::router_topk); be.router_topk(); }
         cap(Stage::moe_router_probs, il, Act::router_probs);           cap(Stage::moe_router_indices, il, Act::router_indices);
         cap(Stage::moe_router_weights, il, Act::router_weights);
-        be.moe_experts(L.ffn_gate_exps, L.ffn_up_exps, L.ffn_down_exps, Act::norm);
+        {
+            OpScope s(ProfOp::experts);  // bytes: reported by the backend's child scopes
+            be.moe_experts(L.ffn_gate_exps, L.ffn_up_exps, L.ffn_down_exps, Act::norm);
+        }
         cap(Stage::moe_expert_gate, il, Act::expert_gate);             cap(Stage::moe_expert_up, il, Act::expert_up);
         cap(Stage::moe_expert_swiglu, il, Act::expert_swiglu);         cap(Stage::moe_expert_out, il, Act::expert_out);
         cap(Stage::moe_ffn_out, il, Act::moe_out);
         poll();
-        be.add(Act::ffn_inp, Act::moe_out, Act::x);                    cap(Stage::layer_out, il, Act::x);
+        { OpScope s(ProfOp::residual_add); be.add(Act::ffn_inp, Act::moe_out, Act::x); }
+        cap(Stage::layer_out, il, Act::x);
     }
     // output
     const bool want_final = sink && spec.wants(Stage::final_norm);
     if (!want_final && logit_n == 0 && !logits_cap_dst) return;
-    be.rms_norm(Act::x, w_.output_norm, Act::norm);                    cap(Stage::final_norm, -1, Act::norm);
+    { OpScope s(ProfOp::final_norm); be.rms_norm(Act::x, w_.output_norm, Act::norm); }
+    cap(Stage::final_norm, -1, Act::norm);
     if (logit_n == 0 && !logits_cap_dst) return;
-    be.quantize(Act::norm);
+    { OpScope s(ProfOp::lm_quantize); be.quantize(Act::norm); }
     const int64_t V = hp_.n_vocab;
     if (logits_cap_dst) {  // every row captured; the result rows are a subset
-        be.lm_head(w_.output, Act::norm, Rows{0, T});
+        { OpScope s(ProfOp::lm_head, wbytes(w_.output)); be.lm_head(w_.output, Act::norm, Rows{0, T}); }
         be.copy_to_host(Act::logits, Rows{0, T}, logits_cap_dst + row_off * V);
         if (logit_n) be.copy_to_host(Act::logits, Rows{logit_r0, logit_n}, logits_dst);
     } else {
-        be.lm_head(w_.output, Act::norm, Rows{logit_r0, logit_n});
+        { OpScope s(ProfOp::lm_head, wbytes(w_.output)); be.lm_head(w_.output, Act::norm, Rows{logit_r0, logit_n}); }
         be.copy_to_host(Act::logits, Rows{0, logit_n}, logits_dst);
     }
 }

@@ -20,6 +20,8 @@
 
 namespace qwen3moe {
 
+class WeightCopy;
+
 struct LayerWeights {
     NormWeight attn_norm;   // [n_embd]
     Tensor attn_q;          // [n_embd, n_head*hd]
@@ -124,6 +126,7 @@ private:
 
     ModelOptions opt_;                 // load options
     std::unique_ptr<GGUFFile> file_;   // the mapping (weights point into it)
+    std::unique_ptr<WeightCopy> weight_copy_;  // CPU: private copy the weights point into (or none)
     HParams hp_;                       // hyperparameters
     Weights w_;                        // tensor descriptions
     RopeTable rope_;                   // [n_ctx] cos/sin

@@ -8,22 +8,9 @@
 namespace qwen3moe {
 
 namespace {
-// f16 -> f32 by table: exactly canon_f16_to_f32 for all 65536 inputs, built once.
-struct F16Table {
-    float v[65536];
-    F16Table() {
-        for (uint32_t h = 0; h < 65536; ++h) v[h] = canon_f16_to_f32((uint16_t)h);
-    }
-};
-const float* f16_table() {
-    static const F16Table table;
-    return table.v;
-}
-
-inline const float* load_row(const void* base, bool f16, int64_t off, int hd, float* buf, const float* tab) {
+inline const float* load_row(const void* base, bool f16, int64_t off, int hd, float* buf) {
     if (!f16) return static_cast<const float*>(base) + off;
-    const uint16_t* h = static_cast<const uint16_t*>(base) + off;
-    for (int d = 0; d < hd; ++d) buf[d] = tab[h[d]];
+    canon_f16_to_f32_row(static_cast<const uint16_t*>(base) + off, buf, hd);  // F16C where available
     return buf;
 }
 }  // namespace
@@ -33,12 +20,11 @@ float attention_kq_scale(int head_dim) { return canon_div(1.0f, canon_sqrt((floa
 void attention_head(const float* q, const void* k, const void* v, bool f16, int64_t row_stride,
                     int64_t head_off, int n_kv, int head_dim, float kq_scale, float* out,
                     const AttnScratch& sc) {
-    const float* tab = f16 ? f16_table() : nullptr;
     const int hd = head_dim;
     // Rule: s_t = canon_dot(q, k_t, hd) * kq_scale; m = max_t s_t
     float m = 0.0f;
     for (int t = 0; t < n_kv; ++t) {
-        const float* kt = load_row(k, f16, (int64_t)t * row_stride + head_off, hd, sc.kv_row, tab);
+        const float* kt = load_row(k, f16, (int64_t)t * row_stride + head_off, hd, sc.kv_row);
         const float s = canon_dot(q, kt, hd) * kq_scale;
         sc.scores[t] = s;
         if (t == 0 || s > m) m = s;
@@ -57,7 +43,7 @@ void attention_head(const float* q, const void* k, const void* v, bool f16, int6
         for (int d = 0; d < hd; ++d) a[d] = 0.0f;
         for (int t = t0; t < t1; ++t) {
             const float e = sc.scores[t];
-            const float* vt = load_row(v, f16, (int64_t)t * row_stride + head_off, hd, sc.kv_row, tab);
+            const float* vt = load_row(v, f16, (int64_t)t * row_stride + head_off, hd, sc.kv_row);
             z = z + e;
             canon_axpy(e, vt, a, hd);  // a[d] = canon_fma(e, vt[d], a[d])
         }

@@ -3,6 +3,7 @@
 
 #include "ops/canon.h"
 #include "quant/quant.h"
+#include "runtime/cpu-tuning.h"
 #include "runtime/thread-pool.h"
 
 namespace qwen3moe {
@@ -27,8 +28,21 @@ void matvec_rows(const WeightMatrix& w, int64_t r0, int64_t r1, int n_tok, const
     const int64_t n = w.n_cols;
     if (matvec_uses_q8(w.type, mode)) {
         // vec_dot_q8k_multi: bit-identical to vec_dot_q8k per token (quant contract).
-        for (int64_t r = r0; r < r1; ++r)
+        const int64_t pf = cpu_tuning::prefetch_bytes();
+        if (pf <= 0 || r0 >= r1) {
+            for (int64_t r = r0; r < r1; ++r)
+                vec_dot_q8k_multi(w.type, w.row(r), xq, xq_stride, n_tok, n, y + r, y_stride);
+            return;
+        }
+        // Software prefetch pf bytes ahead of the current row, inside [row r0, row r1).
+        const uint8_t* const end = w.row(r1);
+        const uint8_t* next = w.row(r0);  // first byte not yet prefetched
+        for (int64_t r = r0; r < r1; ++r) {
+            const uint8_t* want = w.row(r + 1) + pf;
+            if (want > end) want = end;
+            for (; next < want; next += 64) __builtin_prefetch(next, 0, 3);
             vec_dot_q8k_multi(w.type, w.row(r), xq, xq_stride, n_tok, n, y + r, y_stride);
+        }
         return;
     }
     if (n_tok == 1) {

@@ -226,6 +226,7 @@ void quantize_q8k_avx2(const float* x, block_q8k* y, int64_t n) { quantize_q8k_x
 
 }  // namespace
 
-const DotKernels kDotKernelsAvx2 = {"avx2", dot_q8k_avx2, canon_dot_avx2, quantize_q8k_avx2, axpy_x8, swiglu_x8};
+const DotKernels kDotKernelsAvx2 = {"avx2", dot_q8k_avx2, canon_dot_avx2, quantize_q8k_avx2, axpy_x8, swiglu_x8,
+                                    f16_to_f32_x8};
 
 }  // namespace qwen3moe

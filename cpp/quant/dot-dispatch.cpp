@@ -113,6 +113,11 @@ void canon_swiglu(const float* g, const float* u, float* s, int64_t n) {
     kernels().swiglu(g, u, s, n);
 }
 
+void canon_f16_to_f32_row(const uint16_t* h, float* y, int64_t n) {
+    if (n < 0) throw std::invalid_argument("canon_f16_to_f32_row: negative length");
+    kernels().f16_to_f32(h, y, n);
+}
+
 float vec_dot_f32act(uint32_t type, const void* w_row, const float* x, int64_t n, float* scratch) {
     if (type == GGML_TYPE_F32) return canon_dot(static_cast<const float*>(w_row), x, n);
     dequantize_row(type, w_row, scratch, n);  // validates type and n

@@ -24,6 +24,8 @@ struct DotKernels {
     void (*axpy)(float a, const float* x, float* y, int64_t n);
     // s[i] = canon_silu(g[i]) * u[i] for i < n (any n >= 0)
     void (*swiglu)(const float* g, const float* u, float* s, int64_t n);
+    // y[i] = canon_f16_to_f32(h[i]) for i < n (any n >= 0)
+    void (*f16_to_f32)(const uint16_t* h, float* y, int64_t n);
 };
 
 extern const DotKernels kDotKernelsRef;

@@ -137,6 +137,10 @@ void dot_q8k_ref(uint32_t type, const void* w_row, const block_q8k* a, int64_t a
 
 float canon_dot_scalar(const float* a, const float* b, int64_t n) { return canon_dot_ref(a, b, n); }
 
+void f16_to_f32_scalar(const uint16_t* h, float* y, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) y[i] = canon_f16_to_f32(h[i]);
+}
+
 void axpy_scalar(float a, const float* x, float* y, int64_t n) {
     for (int64_t i = 0; i < n; ++i) y[i] = canon_fma(a, x[i], y[i]);
 }
@@ -148,6 +152,6 @@ void swiglu_scalar(const float* g, const float* u, float* s, int64_t n) {
 }  // namespace
 
 const DotKernels kDotKernelsRef = {"scalar",         dot_q8k_ref,  canon_dot_scalar, quantize_q8k_ref,
-                                   axpy_scalar, swiglu_scalar};
+                                   axpy_scalar, swiglu_scalar,    f16_to_f32_scalar};
 
 }  // namespace qwen3moe

@@ -55,6 +55,9 @@ void canon_axpy(float a, const float* x, float* y, int64_t n);
 // s[i] = canon_silu(g[i]) * u[i] for i < n (SIMD where available, same bits).
 void canon_swiglu(const float* g, const float* u, float* s, int64_t n);
 
+// y[i] = canon_f16_to_f32(h[i]) for i < n (SIMD where available, same bits).
+void canon_f16_to_f32_row(const uint16_t* h, float* y, int64_t n);
+
 // canon_dot(dequantised weight row, x). `scratch` holds n floats (unused for F32 rows).
 float vec_dot_f32act(uint32_t type, const void* w_row, const float* x, int64_t n, float* scratch);
 

@@ -4,6 +4,8 @@
 // and the caller spins on an atomic pending counter.
 #include "runtime/thread-pool.h"
 
+#include "runtime/op-profile.h"
+
 #include <chrono>
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -31,6 +33,7 @@ ThreadPool::ThreadPool(int n_threads) {
         n_threads = hc ? (int)hc : 1;
     }
     n_threads_ = n_threads;
+    chunk_time_.resize(n_threads_);
     workers_.reserve(n_threads_ - 1);
     for (int i = 1; i < n_threads_; ++i) workers_.emplace_back([this, i] { worker(i); });
 }
@@ -48,13 +51,17 @@ ThreadPool::~ThreadPool() {
 void ThreadPool::run_chunk(int index) {
     const int64_t b = n_ * index / n_threads_;
     const int64_t e = n_ * (index + 1) / n_threads_;
-    if (b >= e) return;
-    try {
-        thunk_(ctx_, b, e, index);
-    } catch (...) {
-        std::lock_guard<std::mutex> lk(mu_);
-        if (!error_) error_ = std::current_exception();
+    const bool prof = prof_;
+    if (prof) chunk_time_[index].start = op_profile::now_ns();
+    if (b < e) {
+        try {
+            thunk_(ctx_, b, e, index);
+        } catch (...) {
+            std::lock_guard<std::mutex> lk(mu_);
+            if (!error_) error_ = std::current_exception();
+        }
     }
+    if (prof) chunk_time_[index].end = op_profile::now_ns();
 }
 
 void ThreadPool::worker(int index) {
@@ -107,6 +114,8 @@ void ThreadPool::run(int64_t n, Thunk thunk, void* ctx) {
     thunk_ = thunk;
     ctx_ = ctx;
     pending_.store(n_threads_ - 1, std::memory_order_relaxed);
+    prof_ = op_profile::enabled();
+    const int64_t t_pub = prof_ ? op_profile::now_ns() : 0;
     generation_.fetch_add(1, std::memory_order_seq_cst);  // publishes the job fields above
     if (sleepers_.load(std::memory_order_seq_cst) > 0) {
         { std::lock_guard<std::mutex> lk(mu_); }  // a worker between its check and wait() holds mu_
@@ -120,6 +129,17 @@ void ThreadPool::run(int64_t n, Thunk thunk, void* ctx) {
             Q3_PAUSE();
         else
             std::this_thread::yield();
+    }
+    if (prof_) {
+        const int64_t t_done = op_profile::now_ns();
+        int64_t busy = 0, busy_max = 0, wake = 0;
+        for (int i = 0; i < n_threads_; ++i) {
+            const int64_t d = chunk_time_[i].end - chunk_time_[i].start;
+            busy += d;
+            if (d > busy_max) busy_max = d;
+            if (i > 0 && chunk_time_[i].start - t_pub > wake) wake = chunk_time_[i].start - t_pub;
+        }
+        op_profile::add_region(t_done - t_pub, busy, busy_max, wake, n_threads_);
     }
     std::exception_ptr err;
     {

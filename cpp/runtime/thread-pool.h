@@ -67,6 +67,11 @@ private:
     Thunk thunk_ = nullptr;
     void* ctx_ = nullptr;
     std::exception_ptr error_;  // first exception of the current job (under mu_)
+    bool prof_ = false;         // op profiler on for the current job: chunks time themselves
+    struct alignas(64) ChunkTime {
+        int64_t start = 0, end = 0;  // steady-clock ns of a chunk's start / end
+    };
+    std::vector<ChunkTime> chunk_time_;  // [n_threads_] (profiling only)
     std::mutex run_mu_;         // serialises concurrent parallel_for callers
 };
 

@@ -1,0 +1,62 @@
+// CPU tuning knobs (see cpu-tuning.h). Defaults may be overridden at start-up by the environment
+// variables QWEN3MOE_CPU_PREFETCH (bytes), QWEN3MOE_CPU_WEIGHTS_COPY (0/1) and
+// QWEN3MOE_CPU_FEW_TOKENS (0/1).
+#include "runtime/cpu-tuning.h"
+
+#include <cstdlib>
+#include <stdexcept>
+
+namespace qwen3moe {
+
+namespace {
+constexpr int kDefaultPrefetch = 0;  // no single-core gain measured (bench/NOTES.md)
+constexpr int kMaxPrefetch = 1 << 16;
+
+int env_int(const char* name, int def, int lo, int hi) {
+    const char* s = std::getenv(name);
+    if (!s || !*s) return def;
+    char* end = nullptr;
+    const long v = std::strtol(s, &end, 10);
+    if (*end || v < lo || v > hi) return def;
+    return (int)v;
+}
+}  // namespace
+
+namespace cpu_tuning {
+std::atomic<int> g_prefetch{env_int("QWEN3MOE_CPU_PREFETCH", kDefaultPrefetch, 0, kMaxPrefetch)};
+std::atomic<int> g_weights_copy{env_int("QWEN3MOE_CPU_WEIGHTS_COPY", 0, 0, 1)};
+std::atomic<int> g_few_tokens{env_int("QWEN3MOE_CPU_FEW_TOKENS", 1, 0, 1)};
+}  // namespace cpu_tuning
+
+std::map<std::string, int> cpu_tuning_get() {
+    return {{"prefetch", cpu_tuning::prefetch_bytes()},
+            {"weights_copy", cpu_tuning::weights_copy() ? 1 : 0},
+            {"few_tokens", cpu_tuning::g_few_tokens.load(std::memory_order_relaxed)}};
+}
+
+void cpu_tuning_set(const std::string& name, int value) {
+    if (name == "prefetch") {
+        if (value < 0 || value > kMaxPrefetch)
+            throw std::invalid_argument("cpu tuning 'prefetch' must be in 0.." + std::to_string(kMaxPrefetch) +
+                                        " bytes, got " + std::to_string(value));
+        cpu_tuning::g_prefetch.store(value, std::memory_order_relaxed);
+        return;
+    }
+    if (name == "weights_copy") {
+        if (value != 0 && value != 1)
+            throw std::invalid_argument("cpu tuning 'weights_copy' must be 0 or 1, got " + std::to_string(value));
+        cpu_tuning::g_weights_copy.store(value, std::memory_order_relaxed);
+        return;
+    }
+    if (name == "few_tokens") {
+        if (value != 0 && value != 1)
+            throw std::invalid_argument("cpu tuning 'few_tokens' must be 0 or 1, got " + std::to_string(value));
+        cpu_tuning::g_few_tokens.store(value, std::memory_order_relaxed);
+        return;
+    }
+    throw std::invalid_argument("unknown cpu tuning knob '" + name + "' (known: prefetch, weights_copy, few_tokens)");
+}
+
+std::map<std::string, std::vector<int>> cpu_tuning_choices() { return {{"prefetch", {0, 1024, 2048, 4096, 8192}}, {"weights_copy", {0, 1}}, {"few_tokens", {0, 1}}}; }
+
+}  // namespace qwen3moe

@@ -1,0 +1,40 @@
+// CPU tuning knobs: process-wide integer settings that change how the CPU engine schedules and
+// streams its work, never what it computes (every setting gives the same bits; the tests run
+// with several). bench/cpu_profile.py compares them on the target machine
+// (_core.cpu_tuning / cpu_tuning_set / cpu_tuning_choices). Read with a relaxed atomic load
+// once per kernel call.
+//
+// Knobs:
+//  prefetch  bytes of weight rows prefetched ahead of the row being multiplied (software
+//            prefetch into the caches, so the stream does not stall at each 4 KiB page of the
+//            page-cache mapping, where hardware prefetchers stop); 0 = off.
+//  weights_copy  1: a model loaded afterwards on the CPU copies its weights into anonymous
+//            memory advised for 2 MiB transparent huge pages (model/weight-copy.h); 0: it reads
+//            them through the file mapping. Costs the file size in RAM.
+//  few_tokens  1: multi-token Q8K dots (2+ tokens per weight row: prefill, an expert.s tokens)
+//            decode each weight block once per chunk of <= 8 tokens and reduce per token over 8
+//            blocks (AVX-512 table); 0: 8 tokens in the 8 lanes of each block.s reduction.
+#pragma once
+#include <atomic>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace qwen3moe {
+
+namespace cpu_tuning {
+extern std::atomic<int> g_prefetch;  // bytes
+extern std::atomic<int> g_weights_copy;  // 0 / 1
+extern std::atomic<int> g_few_tokens;    // 0 / 1 (read by quant/dot-avx512.cpp)
+inline int prefetch_bytes() { return g_prefetch.load(std::memory_order_relaxed); }
+inline bool weights_copy() { return g_weights_copy.load(std::memory_order_relaxed) != 0; }
+}  // namespace cpu_tuning
+
+// All knobs and their current values.
+std::map<std::string, int> cpu_tuning_get();
+// Set one knob; std::invalid_argument for an unknown name or a value out of range.
+void cpu_tuning_set(const std::string& name, int value);
+// The values bench/cpu_profile.py tries for each knob.
+std::map<std::string, std::vector<int>> cpu_tuning_choices();
+
+}  // namespace qwen3moe
