@@ -30,8 +30,13 @@ import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
-import qwen3moe  # noqa: E402
+try:  # the installed package, else the source tree (an in-place build: python/qwen3moe/_core*.so)
+    import qwen3moe  # noqa: E402
+    from qwen3moe import _core as _probe  # noqa: E402,F401
+except ImportError:
+    sys.modules.pop("qwen3moe", None)
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
+    import qwen3moe  # noqa: E402
 from qwen3moe import _core  # noqa: E402
 
 

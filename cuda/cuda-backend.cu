@@ -610,7 +610,7 @@ std::string CudaBackend::decode_unsupported(const Weights& w) const {
     if (mode_ != ActMode::q8) return "activations=\"f32\"";
     const int64_t E = hp_.n_embd, Q = hp_.q_dim(), F = hp_.n_ff_exp;
     if (E % QK_K || Q % QK_K || F % QK_K) return "a row length is not a multiple of 256";
-    if (hp_.head_dim > 256 || hp_.head_dim % 2 || hp_.n_head % hp_.n_head_kv || hp_.n_head / hp_.n_head_kv > 16)
+    if (hp_.head_dim > 256 || hp_.head_dim % 2 || hp_.n_head % hp_.n_head_kv || hp_.n_head / hp_.n_head_kv > 8)
         return "head layout outside the fused kernels' range";
     if (hp_.n_expert > 1024 || hp_.n_expert_used > 64) return "more than 1024 experts or 64 used";
     if ((size_t)E * 4 + (size_t)(E / QK_K) * sizeof(block_q8k) + 4096 > 48 * 1024) return "n_embd too large";

@@ -1,15 +1,18 @@
 // decode-attention.cu — attention of the decode step's single token, split-K over key tiles
 // with a grid that does not depend on the position (so the launch can live in a CUDA graph):
-// block (s, g) serves the G = n_head / n_head_kv query heads of KV head g and the key tiles
-// s, s + n_split, ... that the token's position needs (read from the device).
+// the grid is (n_split, n_head_kv); block (s, g) serves the G = n_head / n_head_kv query heads of
+// KV head g and takes the work items s, s + n_split, ... that the token's position needs.
 //
-//  1. dec_attn_scores: each warp takes keys of the tile; per key the K row is loaded once and
-//     the scores of the G heads are computed with the canonical warp dot (as `score` in
-//     attention.cu); scores -> scratch, per (head, tile) maxima -> scratch.
-//  2. dec_attn_values: m = max of the tile maxima (a NaN s_0 wins, as the CPU), e_j =
-//     canon_exp(s_j - m) in shared memory, then per (head, d) the tile's z and a[d] in
-//     ascending j -> scratch; the last block of KV head g (atomic counter) adds the tiles in
-//     ascending order from +0.0f and divides: exactly attn_split_combine's expression.
+//  1. dec_attn_scores, item = 32 keys of a tile: the keys (widened from f16 exactly as the
+//     op-by-op kernels do) go to shared memory; warp h computes head h's scores, one key per
+//     lane, each as the full canonical dot in one thread (32 lane partials p_l = canon_fma(q[i],
+//     k[i], p_l) over i = l, l+32, ... ascending, then canon_tree32 — the bits of the warp dot)
+//     times kq_scale; scores and per (head, 32 keys) maxima -> scratch.
+//  2. dec_attn_values, item = (tile, 32 of the head_dim values): m = max of the maxima (a NaN
+//     s_0 wins, as the CPU); e_j = canon_exp(s_j - m) and the tile's V columns in shared memory;
+//     lane d of warp h accumulates z and a[d] over the tile in ascending j from +0.0f -> scratch.
+//     The last block of KV head g (atomic counter) adds the tiles in ascending order from +0.0f
+//     and divides: exactly attn_split_combine's expression.
 #include <stdexcept>
 #include <string>
 
@@ -21,8 +24,10 @@
 namespace qwen3moe::cuda {
 
 namespace {
-constexpr int kMaxGroup = 16;     // query heads per KV head
+constexpr int kMaxGroup = kDecWarps;  // query heads per KV head (one warp each)
 constexpr int kMaxHeadDim = 256;
+constexpr int kKeys = 32;             // keys per score item (one per lane)
+constexpr int kSubs = kAttnTile / kKeys;  // score items per tile
 
 template <bool F16>
 __device__ __forceinline__ float kv_val(const void* cache, int64_t i) {
@@ -37,75 +42,78 @@ __device__ __forceinline__ float kv_val(const void* cache, int64_t i) {
 
 struct Layout {
     float* scores;  // [n_head][n_ctx]
-    float* tmax;    // [n_head][n_tiles]
+    float* smax;    // [n_head][n_sub]: maxima of 32-key runs
     float* part;    // [n_head][n_tiles][1 + hd]
     int n_tiles;    // ceil(n_ctx / kAttnTile)
+    int n_sub;      // n_tiles * kSubs
 };
 
 __device__ __forceinline__ Layout layout(const DecAttnArgs& p) {
     Layout L;
     L.n_tiles = (int)((p.n_ctx + kAttnTile - 1) / kAttnTile);
+    L.n_sub = L.n_tiles * kSubs;
     L.scores = p.scratch;
-    L.tmax = L.scores + (int64_t)p.n_head * p.n_ctx;
-    L.part = L.tmax + (int64_t)p.n_head * L.n_tiles;
+    L.smax = L.scores + (int64_t)p.n_head * p.n_ctx;
+    L.part = L.smax + (int64_t)p.n_head * L.n_sub;
     return L;
 }
 
 template <bool F16>
 __global__ void __launch_bounds__(kDecThreads) dec_attn_scores(DecAttnArgs p) {
     __shared__ float q_sh[kMaxGroup][kMaxHeadDim];
-    __shared__ float red[kDecWarps][kMaxGroup];
+    __shared__ float k_sh[kKeys][kMaxHeadDim + 1];  // +1: lanes reading one column hit distinct banks
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & (kWarp - 1);
     const int g = blockIdx.y, G = p.n_head / p.n_head_kv, hd = p.hd;
     const Layout L = layout(p);
     pdl_wait();
     pdl_launch_next();
     const int64_t pos = p.pos[0];
-    const int n_t = (int)(pos / kAttnTile) + 1;
-    if ((int)blockIdx.x >= n_t) return;  // block-uniform: no tile for this block
+    const int n_items = ((int)(pos / kKeys)) + 1;  // 32-key runs covering 0..pos
+    if ((int)blockIdx.x >= n_items) return;        // block-uniform
     for (int i = threadIdx.x; i < G * hd; i += blockDim.x) q_sh[i / hd][i % hd] = p.q[((int64_t)g * G) * hd + i];
-    __syncthreads();
     const int64_t kv_row = (int64_t)p.n_head_kv * hd;
     const float kq_scale = canon_div(1.0f, canon_sqrt((float)hd));
-    for (int tile = blockIdx.x; tile < n_t; tile += gridDim.x) {
-        const int64_t t0 = (int64_t)tile * kAttnTile;
-        const int len = (int)(pos + 1 - t0 < kAttnTile ? pos + 1 - t0 : kAttnTile);
-        float mx[kMaxGroup];
-#pragma unroll
-        for (int h = 0; h < kMaxGroup; ++h) mx[h] = -__int_as_float(0x7f800000);
-        for (int j = warp; j < len; j += kDecWarps) {
-            const int64_t ko = (t0 + j) * kv_row + (int64_t)g * hd;
-            float kv[kMaxHeadDim / kWarp];
-#pragma unroll
-            for (int c = 0; c < kMaxHeadDim / kWarp; ++c)
-                kv[c] = lane + c * kWarp < hd ? kv_val<F16>(p.k_cache, ko + lane + c * kWarp) : 0.0f;
-#pragma unroll
-            for (int h = 0; h < kMaxGroup; ++h) {
-                if (h >= G) break;
-                float acc = 0.0f;  // lane partial of canon_dot: i = lane, lane + 32, ... ascending
-#pragma unroll
-                for (int c = 0; c < kMaxHeadDim / kWarp; ++c)
-                    if (lane + c * kWarp < hd) acc = canon_fma(q_sh[h][lane + c * kWarp], kv[c], acc);
-                const float s = warp_tree_sum(acc) * kq_scale;
-                if (lane == 0) L.scores[(int64_t)(g * G + h) * p.n_ctx + t0 + j] = s;
-                mx[h] = fmaxf(mx[h], s);
-            }
+    for (int it = blockIdx.x; it < n_items; it += gridDim.x) {
+        const int64_t j0 = (int64_t)it * kKeys;
+        const int len = (int)(pos + 1 - j0 < kKeys ? pos + 1 - j0 : kKeys);
+        __syncthreads();  // q_sh written / k_sh free again
+        for (int i = threadIdx.x; i < len * hd; i += blockDim.x) {
+            const int j = i / hd, d = i % hd;
+            k_sh[j][d] = kv_val<F16>(p.k_cache, (j0 + j) * kv_row + (int64_t)g * hd + d);
         }
-        if (lane == 0)
-            for (int h = 0; h < G; ++h) red[warp][h] = mx[h];
         __syncthreads();
-        if ((int)threadIdx.x < G) {
-            float m = red[0][threadIdx.x];
-            for (int w = 1; w < kDecWarps; ++w) m = fmaxf(m, red[w][threadIdx.x]);
-            L.tmax[(int64_t)(g * G + threadIdx.x) * L.n_tiles + tile] = m;
+        if (warp < G) {
+            const int h = warp;
+            float s = -__int_as_float(0x7f800000);
+            if (lane < len) {
+                float part[kWarp];
+#pragma unroll
+                for (int l = 0; l < kWarp; ++l) part[l] = 0.0f;
+#pragma unroll
+                for (int c = 0; c < kMaxHeadDim; c += kWarp) {
+                    if (c >= hd) break;
+#pragma unroll
+                    for (int l = 0; l < kWarp; ++l)
+                        if (c + l < hd) part[l] = canon_fma(q_sh[h][c + l], k_sh[lane][c + l], part[l]);
+                }
+                // canon_tree32, unrolled so the partials stay in registers.
+#pragma unroll
+                for (int w = kWarp / 2; w >= 1; w >>= 1)
+#pragma unroll
+                    for (int l = 0; l < w; ++l) part[l] = part[l] + part[l + w];
+                s = part[0] * kq_scale;
+                L.scores[(int64_t)(g * G + h) * p.n_ctx + j0 + lane] = s;
+            }
+            const float m = warp_max(s);  // lanes past len hold -inf
+            if (lane == 0) L.smax[(int64_t)(g * G + h) * L.n_sub + it] = m;
         }
-        __syncthreads();  // red is rewritten by the next tile
     }
 }
 
 template <bool F16>
 __global__ void __launch_bounds__(kDecThreads) dec_attn_values(DecAttnArgs p) {
     __shared__ float e_sh[kMaxGroup][kAttnTile];
+    __shared__ float v_sh[kAttnTile][kWarp];
     __shared__ float m_sh[kMaxGroup];
     __shared__ bool last_sh;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & (kWarp - 1);
@@ -115,40 +123,48 @@ __global__ void __launch_bounds__(kDecThreads) dec_attn_values(DecAttnArgs p) {
     pdl_launch_next();
     const int64_t pos = p.pos[0];
     const int n_t = (int)(pos / kAttnTile) + 1;
+    const int n_dc = (hd + kWarp - 1) / kWarp;  // 32-column chunks of head_dim
+    const int n_items = n_t * n_dc;
     const int64_t kv_row = (int64_t)p.n_head_kv * hd;
-    if ((int)blockIdx.x < n_t) {  // block-uniform
-        // m per head: the maximum of the tile maxima (exact in any order); a NaN s_0 wins.
-        for (int h = warp; h < G; h += kDecWarps) {
-            const int64_t row = g * G + h;
+    if ((int)blockIdx.x < n_items) {  // block-uniform
+        // m per head: the maximum of the run maxima (exact in any order); a NaN s_0 wins.
+        if (warp < G) {
+            const int64_t row = g * G + warp;
+            const int n_runs = (int)(pos / kKeys) + 1;
             float mx = -__int_as_float(0x7f800000);
-            for (int i = lane; i < n_t; i += kWarp) mx = fmaxf(mx, L.tmax[row * L.n_tiles + i]);
+            for (int i = lane; i < n_runs; i += kWarp) mx = fmaxf(mx, L.smax[row * L.n_sub + i]);
             mx = warp_max(mx);
             const float s0 = L.scores[row * p.n_ctx];
-            if (lane == 0) m_sh[h] = s0 != s0 ? s0 : mx;
+            if (lane == 0) m_sh[warp] = s0 != s0 ? s0 : mx;
         }
-        __syncthreads();
-        for (int tile = blockIdx.x; tile < n_t; tile += gridDim.x) {
+        for (int it = blockIdx.x; it < n_items; it += gridDim.x) {
+            const int tile = it / n_dc, dc = it % n_dc;
             const int64_t t0 = (int64_t)tile * kAttnTile;
             const int len = (int)(pos + 1 - t0 < kAttnTile ? pos + 1 - t0 : kAttnTile);
+            __syncthreads();  // m_sh written / e_sh, v_sh free again
             for (int i = threadIdx.x; i < G * kAttnTile; i += blockDim.x) {
                 const int h = i / kAttnTile, j = i % kAttnTile;
                 if (j < len) e_sh[h][j] = canon_exp(L.scores[(int64_t)(g * G + h) * p.n_ctx + t0 + j] - m_sh[h]);
             }
+            for (int i = threadIdx.x; i < len * kWarp; i += blockDim.x) {
+                const int j = i / kWarp, d = dc * kWarp + i % kWarp;
+                v_sh[j][i % kWarp] = d < hd ? kv_val<F16>(p.v_cache, (t0 + j) * kv_row + (int64_t)g * hd + d) : 0.0f;
+            }
             __syncthreads();
-            const int64_t v_base = t0 * kv_row + (int64_t)g * hd;
-            for (int pr = threadIdx.x; pr < G * hd; pr += blockDim.x) {
-                const int h = pr / hd, d = pr % hd;
+            const int d = dc * kWarp + lane;
+            if (warp < G && d < hd) {
+                const int h = warp;
                 float z = 0.0f, a = 0.0f;
+#pragma unroll 8
                 for (int j = 0; j < len; ++j) {
                     const float e = e_sh[h][j];
                     z = z + e;
-                    a = canon_fma(e, kv_val<F16>(p.v_cache, v_base + j * kv_row + d), a);
+                    a = canon_fma(e, v_sh[j][lane], a);
                 }
                 float* part = L.part + ((int64_t)(g * G + h) * L.n_tiles + tile) * (int64_t)(1 + hd);
-                if (d == 0) part[0] = z;
+                if (dc == 0 && lane == 0) part[0] = z;
                 part[1 + d] = a;
             }
-            __syncthreads();  // e_sh is rewritten by the next tile
         }
     }
     // The last block of KV head g combines the tiles of its heads.
@@ -158,30 +174,41 @@ __global__ void __launch_bounds__(kDecThreads) dec_attn_values(DecAttnArgs p) {
     __syncthreads();
     if (!last_sh) return;
     __threadfence();
+    constexpr int kBatch = 8;  // loads issued together, then added in ascending order
     for (int pr = threadIdx.x; pr < G * hd; pr += blockDim.x) {
         const int h = pr / hd, d = pr % hd;
         const float* part = L.part + (int64_t)(g * G + h) * L.n_tiles * (int64_t)(1 + hd);
         float Z = 0.0f, A = 0.0f;
-        for (int i = 0; i < n_t; ++i) {  // ascending tile order from +0.0f
-            Z = Z + __ldcg(part + i * (int64_t)(1 + hd));
-            A = A + __ldcg(part + i * (int64_t)(1 + hd) + 1 + d);
+        for (int i0 = 0; i0 < n_t; i0 += kBatch) {  // ascending tile order from +0.0f
+            float zb[kBatch], ab[kBatch];
+#pragma unroll
+            for (int b = 0; b < kBatch; ++b) {
+                const int i = i0 + b < n_t ? i0 + b : n_t - 1;
+                zb[b] = __ldcg(part + i * (int64_t)(1 + hd));
+                ab[b] = __ldcg(part + i * (int64_t)(1 + hd) + 1 + d);
+            }
+#pragma unroll
+            for (int b = 0; b < kBatch; ++b)
+                if (i0 + b < n_t) {
+                    Z = Z + zb[b];
+                    A = A + ab[b];
+                }
         }
         p.out[(int64_t)(g * G + h) * hd + d] = canon_div(A, Z);
     }
     if (threadIdx.x == 0) p.counters[g] = 0u;  // ready for the next launch
-    (void)warp;
 }
 }  // namespace
 
 size_t dec_attention_scratch_floats(int n_head, int hd, int64_t n_ctx) {
     const int64_t n_tiles = (n_ctx + kAttnTile - 1) / kAttnTile;
-    return (size_t)n_head * ((size_t)n_ctx + (size_t)n_tiles * (2 + (size_t)hd));
+    return (size_t)n_head * ((size_t)n_ctx + (size_t)n_tiles * (kSubs + 1 + (size_t)hd));
 }
 
 void dec_attention(const DecAttnArgs& p, void* stream, bool pdl) {
     if (p.hd <= 0 || p.hd > kMaxHeadDim || p.n_head_kv <= 0 || p.n_head % p.n_head_kv != 0 ||
         p.n_head / p.n_head_kv > kMaxGroup)
-        throw std::invalid_argument("dec_attention: head_dim 1..256 and at most 16 query heads per KV head");
+        throw std::invalid_argument("dec_attention: head_dim 1..256 and at most 8 query heads per KV head");
     if (p.n_ctx <= 0 || p.n_split < 1 || !p.scratch || !p.counters || !p.pos)
         throw std::invalid_argument("dec_attention: bad arguments");
     const dim3 grid((unsigned)p.n_split, (unsigned)p.n_head_kv);

@@ -386,8 +386,10 @@ def test_fused_decode_logits_every_step(model_pair, model_id):
         cpu.reset()
         gpu.reset()
         failures += [f"prompt {i}: {f}" for f in _fused_decode_vs_cpu(cpu, gpu, p, 24)]
-    assert gpu.decode_path.startswith("cuda-graph"), gpu.decode_path
-    assert not failures, "fused decode differs from the CPU:\n" + "\n".join(failures)
+    # tiny-mixed has F16/BF16/F32 matrices, which the fused kernels do not take: op-by-op there.
+    expected = "op-by-op (a weight type" if model_id == "tiny-mixed" else "cuda-graph"
+    assert gpu.decode_path.startswith(expected), gpu.decode_path
+    assert not failures, "decode differs from the CPU:\n" + "\n".join(failures)
 
 
 @pytest.mark.parametrize("split", ["1", "3", ""])
