@@ -824,6 +824,8 @@ bool CudaBackend::decode_step(const Weights& w, int32_t token, int pos, float* l
             return false;
         }
         dec_pdl_ = dec_device_has_pdl(device_);
+        if (const char* e = std::getenv("QWEN3MOE_CUDA_PDL"))  // 0: plain launches (profiling aid)
+            if (std::string(e) == "0") dec_pdl_ = false;
         int sms = 0;
         if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device_) != cudaSuccess) {
             cudaGetLastError();

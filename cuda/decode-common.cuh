@@ -87,15 +87,21 @@ Q3_HD int64_t q8k_row_bytes(uint32_t type, int64_t n) {
 
 // The whole block: y = RMSNorm(x) * w (the rms_norm expression, scale from warp_rms_scale in
 // every warp: the same bits) into shared y_sh [n] (16-byte aligned) and its Q8K blocks into
-// shared q_sh [n / 256], exactly as rms_norm_q8k. Ends with __syncthreads.
+// shared q_sh [n / 256], exactly as rms_norm_q8k. x (global, 16-byte aligned) is first copied to
+// y_sh with 16-byte loads, so the canonical strided sum reads shared memory, not a chain of
+// global loads. Ends with __syncthreads.
 __device__ __forceinline__ void block_rms_norm_q8k(const float* x, const float* w, int64_t n, float eps, float* y_sh,
                                                    block_q8k* q_sh) {
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & (kWarp - 1), n_warps = blockDim.x >> 5;
-    const float sc = warp_rms_scale(x, n, eps);
+    for (int64_t i = threadIdx.x; i < n / 4; i += blockDim.x)
+        reinterpret_cast<float4*>(y_sh)[i] = reinterpret_cast<const float4*>(x)[i];
+    __syncthreads();
+    const float sc = warp_rms_scale(y_sh, n, eps);
+    __syncthreads();  // every warp has read y_sh = x
     const int64_t nb = n / QK_K;
     for (int64_t b = warp; b < nb; b += n_warps) {
         const int64_t o = b * QK_K;
-        for (int i = lane; i < QK_K; i += kWarp) y_sh[o + i] = (x[o + i] * sc) * w[o + i];
+        for (int i = lane; i < QK_K; i += kWarp) y_sh[o + i] = (y_sh[o + i] * sc) * w[o + i];
         __syncwarp();
         warp_quantize_q8k_block(y_sh + o, q_sh + b);
     }

@@ -6,8 +6,8 @@
 //  * dec_down: the router is complete when this kernel starts (dec_gate_up lets it launch only
 //    after its own wait), so the expert ids are read and the block's rows of the k down
 //    matrices prefetched before waiting for dec_gate_up; then every block quantises the k
-//    SwiGLU rows (quantize_q8k's bits) in shared memory, each warp computes its rows for the
-//    k slots, the combine moe[d] = canon_fma(w_r, y_r[d], moe[d]) in rank order from +0.0f and
+//    SwiGLU rows (quantize_q8k's bits) in shared memory, warp w computes slots w, w + 8, ... of
+//    the block's rows, then one thread per row the combine moe[d] = canon_fma(w_r, y_r[d], moe[d]) in rank order from +0.0f and
 //    the residual x[d] = ffn_inp[d] + moe[d] — the values of matvec + moe_combine + add.
 // A slot whose id is outside [0, n_mat) gets NaN rows, as the op-by-op kernels.
 #include <stdexcept>
@@ -20,8 +20,9 @@
 namespace qwen3moe::cuda {
 
 namespace {
-constexpr int kRowsPerWarp = 2;
+constexpr int kRowsPerWarp = 1;                       // gate/up: rows per warp
 constexpr int kRowsPerBlock = kDecWarps * kRowsPerWarp;
+constexpr int kDownRows = 2;                          // down: rows per block (all slots)
 constexpr int kMaxSlots = 64;
 
 __global__ void __launch_bounds__(kDecThreads) dec_gate_up_kernel(DecGateUpArgs p) {
@@ -62,9 +63,10 @@ __global__ void __launch_bounds__(kDecThreads) dec_down_kernel(DecDownArgs p) {
     extern __shared__ __align__(16) unsigned char smem[];
     block_q8k* q_sh = reinterpret_cast<block_q8k*>(smem);
     __shared__ int64_t e_sh[kMaxSlots];
+    __shared__ float y_sh[kMaxSlots][kDownRows];
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & (kWarp - 1);
-    const int64_t d0 = (int64_t)blockIdx.x * kRowsPerBlock;
-    const int64_t d1 = d0 + kRowsPerBlock < p.n_out ? d0 + kRowsPerBlock : p.n_out;
+    const int64_t d0 = (int64_t)blockIdx.x * kDownRows;
+    const int64_t d1 = d0 + kDownRows < p.n_out ? d0 + kDownRows : p.n_out;
     const int64_t rb = q8k_row_bytes(p.type, p.n_ff);
     // The router finished before this kernel could launch (see the file comment): read its ids
     // (bypassing L1) and prefetch this block's rows of the k experts.
@@ -79,23 +81,27 @@ __global__ void __launch_bounds__(kDecThreads) dec_down_kernel(DecDownArgs p) {
     pdl_launch_next();
     block_quantize_q8k(p.hidden, p.k, p.n_ff, q_sh);
     const int64_t nb = p.n_ff / QK_K;
-    for (int k = 0; k < kRowsPerWarp; ++k) {
-        const int64_t d = d0 + warp + (int64_t)k * kDecWarps;
-        if (d >= p.n_out) break;  // warp-uniform
-        float acc = 0.0f;
-        for (int r = 0; r < p.k; ++r) {
-            const int64_t e = e_sh[r];
+    // Warp w: slots w, w + kDecWarps, ... for the block's rows.
+    for (int r = warp; r < p.k; r += kDecWarps) {
+        const int64_t e = e_sh[r];
+        for (int64_t d = d0; d < d1; ++d) {
             float v = __int_as_float(0x7fc00000);
             if (e >= 0 && e < p.n_mat)
                 v = warp_row_dot_q8k_any(p.type, static_cast<const uint8_t*>(p.down) + (e * p.n_out + d) * rb,
                                          q_sh + (int64_t)r * nb, nb);
-            if (lane == 0) p.expert_out[(int64_t)r * p.n_out + d] = v;
-            acc = canon_fma(p.weights[r], v, acc);
+            if (lane == 0) {
+                p.expert_out[(int64_t)r * p.n_out + d] = v;
+                y_sh[r][d - d0] = v;
+            }
         }
-        if (lane == 0) {
-            p.moe_out[d] = acc;
-            p.x_out[d] = p.residual[d] + acc;
-        }
+    }
+    __syncthreads();
+    if ((int)threadIdx.x < d1 - d0) {
+        const int64_t d = d0 + threadIdx.x;
+        float acc = 0.0f;  // rank order from +0.0f, as moe_combine
+        for (int r = 0; r < p.k; ++r) acc = canon_fma(p.weights[r], y_sh[r][threadIdx.x], acc);
+        p.moe_out[d] = acc;
+        p.x_out[d] = p.residual[d] + acc;
     }
 }
 }  // namespace
@@ -115,8 +121,8 @@ void dec_down(const DecDownArgs& p, void* stream, bool pdl) {
     if (!dec_q8k_type(p.type))
         throw UnsupportedType(std::string("dec_down: no fused decode dot for ") + ggml_type_name(p.type));
     const size_t smem = (size_t)p.k * (size_t)(p.n_ff / QK_K) * sizeof(block_q8k);
-    if (smem > kDecMaxSmem - kMaxSlots * sizeof(int64_t)) throw std::invalid_argument("dec_down: hidden rows too long");
-    launch_dec(dec_down_kernel, dim3(ceil_div_u(p.n_out, kRowsPerBlock)), smem, stream, pdl, p);
+    if (smem > kDecMaxSmem - kMaxSlots * (sizeof(int64_t) + kDownRows * sizeof(float))) throw std::invalid_argument("dec_down: hidden rows too long");
+    launch_dec(dec_down_kernel, dim3(ceil_div_u(p.n_out, kDownRows)), smem, stream, pdl, p);
 }
 
 }  // namespace qwen3moe::cuda

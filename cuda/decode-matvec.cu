@@ -16,7 +16,7 @@
 namespace qwen3moe::cuda {
 
 namespace {
-constexpr int kRowsPerWarp = 2;
+constexpr int kRowsPerWarp = 1;  // more blocks, shorter chains of dependent loads per warp
 constexpr int kRowsPerBlock = kDecWarps * kRowsPerWarp;
 
 // Prefetch rows [r0, r1) of a matrix into L2.

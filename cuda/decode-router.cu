@@ -69,9 +69,13 @@ __global__ void __launch_bounds__(kDecThreads) dec_router_kernel(DecRouterArgs p
     __syncthreads();
     if (!last_sh) return;
     __threadfence();
+    __shared__ float pr_sh[kMaxExpert];
     for (int i = threadIdx.x; i < p.n_expert; i += blockDim.x) l_sh[i] = __ldcg(p.logits + i);
     __syncthreads();
-    if (warp == 0) warp_router_topk(l_sh, p.n_expert, p.k, p.probs, p.ids, p.weights);
+    // Probabilities in shared memory (the top-k rounds re-read them), then stored.
+    if (warp == 0) warp_router_topk(l_sh, p.n_expert, p.k, pr_sh, p.ids, p.weights);
+    __syncthreads();
+    for (int i = threadIdx.x; i < p.n_expert; i += blockDim.x) p.probs[i] = pr_sh[i];
     if (threadIdx.x == 0) *p.counter = 0u;  // ready for the next launch
 }
 }  // namespace
@@ -86,7 +90,7 @@ void dec_router(const DecRouterArgs& p, void* stream, bool pdl) {
     if (!p.norm_out || !p.norm_q8 || !p.logits || !p.probs || !p.ids || !p.weights || !p.counter)
         throw std::invalid_argument("dec_router: null buffer");
     const size_t smem = (size_t)p.n * sizeof(float) + (size_t)(p.n / QK_K) * sizeof(block_q8k);
-    if (smem + kMaxExpert * sizeof(float) > kDecMaxSmem) throw std::invalid_argument("dec_router: row too long");
+    if (smem + 2 * kMaxExpert * sizeof(float) > kDecMaxSmem) throw std::invalid_argument("dec_router: row too long");
     launch_dec(dec_router_kernel, dim3(ceil_div_u(p.n_expert, kDecWarps)), smem, stream, pdl, p);
 }
 
