@@ -161,7 +161,11 @@ struct AttentionArgs {
     float* scratch = nullptr;         // device, attention_scratch_floats(...) floats, or nullptr
     size_t scratch_floats = 0;        // size of scratch
     int64_t max_pos = -1;             // largest pos[t] if known on the host (-1: unknown)
-    int split = 0;                    // 0 auto, 1 never, 2 always (needs scratch)
+    // 0 auto; 1 never split-K (tiled prefill kernel for n_tok > 8, else one block per
+    // (token, head)); 2 always split-K (needs scratch); 3 the tiled prefill kernel for any n_tok;
+    // 4 one block per (token, head) for any n_tok (the pre-tiling prefill kernel, kept for
+    // comparisons). Every choice gives the same bits.
+    int split = 0;
 };
 void attention(const AttentionArgs& args, void* stream);
 // Scratch floats the split-K path needs for n_tok query tokens.

@@ -499,6 +499,143 @@ def test_attention_auto_split_long_context():
         assert_bits_equal(_core.cuda_ops_attention(q, k, v, pos, n_kv, split), want, f"attention n_ctx 2100 split={split}")
 
 
+# ---- attention: the tiled prefill kernel ------------------------------------------------------
+
+def _cpu_attention_rows(q, k_cache, v_cache, pos, n_head_kv):
+    """cpu_attention, with NaN rows for positions outside [0, n_ctx) (as the device writes)."""
+    n_tok, n_head, hd = q.shape
+    ok = (pos >= 0) & (pos < k_cache.shape[0])
+    out = np.full((n_tok, n_head * hd), np.nan, dtype=np.float32)
+    if ok.any():
+        out[ok] = cpu_attention(q[ok], k_cache, v_cache, pos[ok], n_head_kv)
+    return out
+
+
+def assert_attention_equal(got, want, what):
+    """Bit equality where the CPU row is a number; NaN exactly where the CPU has NaN (the NaN
+    payload of the device's arithmetic is the canonical one, not the host's)."""
+    got, want = np.asarray(got), np.asarray(want)
+    nan_g, nan_w = np.isnan(got), np.isnan(want)
+    assert (nan_g == nan_w).all(), (f"{what}: NaN at {int(np.count_nonzero(nan_g != nan_w))} places differ "
+                                    f"(first {np.argwhere(nan_g != nan_w)[0].tolist()})")
+    assert_bits_equal(np.where(nan_w, 0, got), np.where(nan_w, 0, want), what)
+
+
+def _attn_case(n_tok, n_head, n_head_kv, hd, layout, cache_f16, seed):
+    """Random q / K / V and positions of the given layout; returns q, k, v, pos (int32)."""
+    rng = np.random.default_rng(seed)
+    if layout == "from0":
+        pos = np.arange(n_tok)
+    elif layout == "depth1000":
+        pos = 1000 + np.arange(n_tok)
+    elif layout == "shuffled":  # out of order, gaps, repeats
+        pos = rng.integers(0, 3 * n_tok + 200, size=n_tok)
+        pos[: n_tok // 4] = pos[n_tok // 4: 2 * (n_tok // 4)]
+    elif layout == "invalid":  # contiguous, some rows outside [0, n_ctx)
+        pos = 37 + np.arange(n_tok)
+    else:
+        raise ValueError(layout)
+    pos = pos.astype(np.int32)
+    n_ctx = int(pos.max()) + 3
+    if layout == "invalid":
+        pos[1] = -1
+        pos[n_tok // 2] = n_ctx
+        pos[-1] = n_ctx + 100
+    q = (rng.standard_normal((n_tok, n_head, hd)) * 2).astype(np.float32)
+    k = (rng.standard_normal((n_ctx, n_head_kv * hd)) * 2).astype(np.float32)
+    v = rng.standard_normal((n_ctx, n_head_kv * hd)).astype(np.float32)
+    if cache_f16:
+        k[::7, ::5] *= np.float32(1e-6)  # f16 subnormals
+        v[::3, ::4] *= np.float32(1e-6)
+        k, v = quant.f32_to_f16_bits(k), quant.f32_to_f16_bits(v)
+    return q, k, v, pos
+
+
+@pytest.mark.parametrize("cache_f16", [False, True])
+@pytest.mark.parametrize("n_tok,n_head,n_head_kv,hd,layout", [
+    (9, 8, 1, 128, "from0"),        # GQA 8 (the 30B layout), one row block
+    (16, 4, 2, 64, "depth1000"),    # GQA 2 at a depth: full tiles before the diagonal
+    (100, 4, 4, 128, "from0"),      # GQA 1, many row blocks
+    (300, 16, 2, 128, "from0"),     # several key tiles, blocks with rows of many positions
+    (100, 2, 1, 256, "depth1000"),  # head_dim 256
+    (16, 8, 1, 96, "shuffled"),     # out-of-order / repeated positions, head_dim not 32 * 2^k
+    (40, 8, 2, 200, "shuffled"),    # head_dim 200: the last 32-chunk partial
+    (24, 6, 3, 32, "invalid"),      # positions < 0 or >= n_ctx give NaN rows
+    (33, 8, 8, 128, "invalid"),
+])
+def test_attention_tiled(cache_f16, n_tok, n_head, n_head_kv, hd, layout):
+    q, k, v, pos = _attn_case(n_tok, n_head, n_head_kv, hd, layout, cache_f16, _seed(n_tok, n_head, hd, layout))
+    invalid = layout == "invalid"
+    want = _cpu_attention_rows(q, k, v, pos, n_head_kv)
+    # split 0: auto (n_tok > 8 takes the tiled kernel); 3: the tiled kernel forced; 4: the old
+    # one-block-per-(token, head) kernel, which must agree too.
+    for split in (0, 3, 4):
+        for known in ((True, False) if split == 3 else (True,)):
+            got = _core.cuda_ops_attention(q, k, v, pos, n_head_kv, split, known, allow_invalid_pos=invalid)
+            what = (f"tiled attention split={split} known={known} n_tok={n_tok} heads={n_head}/{n_head_kv} "
+                    f"hd={hd} {layout} f16={cache_f16}")
+            if invalid:
+                assert np.isnan(got[~((pos >= 0) & (pos < k.shape[0]))]).all(), what
+                assert_attention_equal(got, want, what)
+            else:
+                assert_bits_equal(got, want, what)
+
+
+@pytest.mark.parametrize("n_tok,positions", [(1, [0]), (3, [5, 0, 130]), (8, list(range(120, 128)))])
+def test_attention_tiled_small_batches(n_tok, positions):
+    # The tiled kernel forced onto decode-sized batches (partial row blocks, one position).
+    rng = np.random.default_rng(n_tok)
+    n_head, n_kv, hd = 8, 2, 128
+    pos = np.array(positions, dtype=np.int32)
+    n_ctx = int(pos.max()) + 1
+    q = rng.standard_normal((n_tok, n_head, hd)).astype(np.float32)
+    k = quant.f32_to_f16_bits(rng.standard_normal((n_ctx, n_kv * hd)).astype(np.float32))
+    v = quant.f32_to_f16_bits(rng.standard_normal((n_ctx, n_kv * hd)).astype(np.float32))
+    want = cpu_attention(q, k, v, pos, n_kv)
+    assert_bits_equal(_core.cuda_ops_attention(q, k, v, pos, n_kv, 3), want, f"tiled attention positions={positions}")
+
+
+@pytest.mark.parametrize("cache_f16", [False, True])
+def test_attention_tiled_nonfinite(cache_f16):
+    # NaN / inf in a few keys and values: NaN keys never win the max (except at position 0),
+    # inf scores, NaN e_j; every row must match the CPU (NaN where the CPU has NaN).
+    n_tok, n_head, n_kv, hd = 40, 8, 2, 128
+    q, k, v, pos = _attn_case(n_tok, n_head, n_kv, hd, "from0", False, 4242)
+    k[5, 3] = np.inf                 # kv head 0: +-inf score at key 5
+    k[17, hd + 9] = np.nan           # kv head 1: NaN score at key 17
+    k[0, 2 * hd - 1] = np.nan        # kv head 1: NaN s_0 (the CPU's max starts from it)
+    v[11, 4] = np.inf
+    v[29, hd + 100] = np.nan
+    k[23, 7] = np.float32(3e38)      # finite but huge: inf partials
+    if cache_f16:
+        k, v = quant.f32_to_f16_bits(k), quant.f32_to_f16_bits(v)
+    want = cpu_attention(q, k, v, pos, n_kv)
+    assert np.isnan(want).any() and not np.isnan(want).all()
+    for split in (0, 4):
+        got = _core.cuda_ops_attention(q, k, v, pos, n_kv, split)
+        assert_attention_equal(got, want, f"tiled attention with NaN/inf keys split={split} f16={cache_f16}")
+
+
+def test_attention_tiled_peaked_scores():
+    # Large scores: most e_j underflow to 0 (exp range limits) across several tiles.
+    rng = np.random.default_rng(7)
+    n_tok, n_head, n_kv, hd = 20, 8, 2, 128
+    pos = (250 + np.arange(n_tok)).astype(np.int32)
+    n_ctx = int(pos.max()) + 1
+    q = (rng.standard_normal((n_tok, n_head, hd)) * 30).astype(np.float32)
+    k = (rng.standard_normal((n_ctx, n_kv * hd)) * 30).astype(np.float32)
+    v = rng.standard_normal((n_ctx, n_kv * hd)).astype(np.float32)
+    want = cpu_attention(q, k, v, pos, n_kv)
+    assert_bits_equal(_core.cuda_ops_attention(q, k, v, pos, n_kv, 0), want, "tiled attention, peaked scores")
+
+
+def test_attention_bad_split():
+    q = np.zeros((2, 2, 32), dtype=np.float32)
+    k = np.zeros((4, 32), dtype=np.float32)
+    with pytest.raises(ValueError, match="split"):
+        _core.cuda_ops_attention(q, k, k, np.array([0, 1], dtype=np.int32), 1, 5)
+
+
 # ---- router ------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("n_tok,n_expert,k", [(1, 128, 8), (7, 128, 8), (3, 64, 4), (2, 8, 8), (4, 1000, 16),

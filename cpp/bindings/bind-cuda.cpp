@@ -283,7 +283,8 @@ py::object op_kv_store(const Arr<float>& x, const Arr<int32_t>& pos, int64_t n_c
 
 // k_cache / v_cache: (n_ctx, n_head_kv*hd) float32, or uint16 holding f16 bits.
 py::array_t<float> op_attention(const Arr<float>& q, const py::array& k_cache, const py::array& v_cache,
-                                const Arr<int32_t>& pos, int n_head_kv, int split, bool known_max_pos) {
+                                const Arr<int32_t>& pos, int n_head_kv, int split, bool known_max_pos,
+                                bool allow_invalid_pos) {
     require(q.ndim() == 3, "q must be (n_tok, n_head, hd)");
     const int n_tok = (int)q.shape(0), n_head = (int)q.shape(1), hd = (int)q.shape(2);
     require(pos.ndim() == 1 && pos.shape(0) == n_tok, "pos must be (n_tok,)");
@@ -294,7 +295,9 @@ py::array_t<float> op_attention(const Arr<float>& q, const py::array& k_cache, c
                 v_cache.shape(0) == k_cache.shape(0) && v_cache.shape(1) == k_cache.shape(1),
             "caches must be (n_ctx, n_head_kv*hd)");
     const int64_t n_ctx = k_cache.shape(0);
-    for (int t = 0; t < n_tok; ++t) require(pos.data()[t] >= 0 && pos.data()[t] < n_ctx, "position out of range");
+    // allow_invalid_pos passes positions outside [0, n_ctx) to the device (their rows come back NaN).
+    if (!allow_invalid_pos)
+        for (int t = 0; t < n_tok; ++t) require(pos.data()[t] >= 0 && pos.data()[t] < n_ctx, "position out of range");
     qc::DeviceBuffer dk, dv;
     if (f16) {
         dk = upload(Arr<uint16_t>::ensure(k_cache));
@@ -324,7 +327,7 @@ py::array_t<float> op_attention(const Arr<float>& q, const py::array& k_cache, c
     for (int t = 0; t < n_tok; ++t) mx = std::max(mx, pos.data()[t]);
     // The largest position, as the backend passes it (lets the one-block path keep its scores
     // in shared memory); known_max_pos=False exercises the recomputing path.
-    if (known_max_pos || split != 1) p.max_pos = mx;
+    if (known_max_pos || split == 0 || split == 2) p.max_pos = mx;
     if (split != 1) {
         p.scratch_floats = qc::attention_scratch_floats(n_tok, n_head, hd, n_ctx);
         scratch = qc::DeviceBuffer(p.scratch_floats * sizeof(float));
@@ -467,7 +470,8 @@ void bind_cuda(py::module_& m) {
           py::arg("cos"), py::arg("sin"), py::arg("cache_type") = "");
     m.def("cuda_ops_kv_store", &op_kv_store, py::arg("x"), py::arg("pos"), py::arg("n_ctx"), py::arg("f16"));
     m.def("cuda_ops_attention", &op_attention, py::arg("q"), py::arg("k_cache"), py::arg("v_cache"), py::arg("pos"),
-          py::arg("n_head_kv"), py::arg("split") = 0, py::arg("known_max_pos") = true);
+          py::arg("n_head_kv"), py::arg("split") = 0, py::arg("known_max_pos") = true,
+          py::arg("allow_invalid_pos") = false);
     m.def("cuda_ops_router", &op_router, py::arg("logits"), py::arg("k"));
     m.def("cuda_ops_swiglu", &op_swiglu, py::arg("g"), py::arg("u"));
     m.def("cuda_ops_moe_combine", &op_moe_combine, py::arg("y"), py::arg("w"), py::arg("residual"));
