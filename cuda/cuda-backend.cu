@@ -178,7 +178,8 @@ private:
     int dec_split_ = 1;               // attention blocks per KV head
     DecodeGraph dec_graph_[2];        // [with_logits]
     DeviceBuffer dec_in_;             // [2] int32: token, position of the step
-    DeviceBuffer dec_counters_;       // [n_head_kv + 1] uint32 completion counters (kept zero)
+    DeviceBuffer dec_counters_;       // uint32 completion counters (kept zero): attention [n_head_kv],
+                                      // router [1], SwiGLU chunks [n_expert_used][n_ff_exp / 256]
     DeviceBuffer dec_logits_;         // [n_vocab] f32
     cudaEvent_t timer_ev_[2] = {nullptr, nullptr};  // benchmark timer: start, stop
 };
@@ -283,7 +284,8 @@ CudaBackend::CudaBackend(const HParams& hp, ActMode mode, int n_ctx, const RopeT
         memset_device(v_cache_.get(), 0, v_cache_.size(), stream_);
         ensure_capacity(1);
         dec_in_ = DeviceBuffer(2 * sizeof(int32_t));
-        dec_counters_ = DeviceBuffer((size_t)(hp.n_head_kv + 1) * sizeof(unsigned));
+        dec_counters_ = DeviceBuffer((size_t)(hp.n_head_kv + 1 + hp.n_expert_used * (hp.n_ff_exp / QK_K + 1)) *
+                                     sizeof(unsigned));
         memset_device(dec_counters_.get(), 0, dec_counters_.size(), stream_);
         dec_logits_ = DeviceBuffer((size_t)hp.n_vocab * sizeof(float));
         stream_sync(stream_);
@@ -610,12 +612,12 @@ std::string CudaBackend::decode_unsupported(const Weights& w) const {
     if (mode_ != ActMode::q8) return "activations=\"f32\"";
     const int64_t E = hp_.n_embd, Q = hp_.q_dim(), F = hp_.n_ff_exp;
     if (E % QK_K || Q % QK_K || F % QK_K) return "a row length is not a multiple of 256";
-    if (hp_.head_dim > 256 || hp_.head_dim % 2 || hp_.n_head % hp_.n_head_kv || hp_.n_head / hp_.n_head_kv > 8)
+    if (hp_.head_dim > 256 || hp_.head_dim % 32 || hp_.n_head % hp_.n_head_kv || hp_.n_head / hp_.n_head_kv > 8)
         return "head layout outside the fused kernels' range";
     if (hp_.n_expert > 1024 || hp_.n_expert_used > 64) return "more than 1024 experts or 64 used";
     if ((size_t)E * 4 + (size_t)(E / QK_K) * sizeof(block_q8k) + 4096 > 48 * 1024) return "n_embd too large";
     if ((size_t)(Q / QK_K) * sizeof(block_q8k) > 48 * 1024) return "q_dim too large";
-    if ((size_t)hp_.n_expert_used * (size_t)(F / QK_K) * sizeof(block_q8k) > 47 * 1024) return "expert rows too large";
+    if (!bufs_.hidden_q8.get()) return "no q8 buffer for the expert hidden rows";
     auto q8t = [&](const Tensor& t) { return dec_q8k_type(t.type); };
     for (const LayerWeights& L : w.layers) {
         if (!q8t(L.attn_q) || !q8t(L.attn_k) || !q8t(L.attn_v) || !q8t(L.attn_output) || !q8t(L.ffn_gate_exps) ||
@@ -757,10 +759,12 @@ void CudaBackend::enqueue_decode(const Weights& w, bool with_logits) {
         gu.gate_out = buf(Act::expert_gate);
         gu.up_out = buf(Act::expert_up);
         gu.swiglu_out = buf(Act::expert_swiglu);
+        gu.swiglu_q8 = bufs_.hidden_q8.as<block_q8k>();
+        gu.counters = dec_counters_.as<unsigned>() + hp_.n_head_kv + 1;
         dec_gate_up(gu, stream_, pdl);
 
         DecDownArgs dd;
-        dd.hidden = buf(Act::expert_swiglu);
+        dd.hidden_q8 = bufs_.hidden_q8.as<block_q8k>();
         dd.n_ff = F;
         dd.ids = ro.ids;
         dd.weights = ro.weights;

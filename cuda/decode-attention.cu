@@ -40,6 +40,56 @@ __device__ __forceinline__ float kv_val(const void* cache, int64_t i) {
     }
 }
 
+// Rows [0, n_rows) x columns [0, n_cols) of the cache block starting at element `base` (row
+// stride kv_row elements) -> dst[j * ld + c] as f32 (kv_val's exact widening). 8-element chunks
+// with 16-byte loads, up to 4 chunks per thread loaded before any is converted.
+// n_cols % 8 == 0; base and kv_row multiples of 8.
+template <bool F16>
+__device__ __forceinline__ void stage_kv(const void* cache, int64_t base, int64_t kv_row, int n_rows, int n_cols,
+                                         float* dst, int ld) {
+    constexpr int kBatch = 4;
+    const int cpr = n_cols / 8, n_chunks = n_rows * cpr;
+    for (int c0 = 0; c0 < n_chunks; c0 += kBatch * (int)blockDim.x) {
+        uint4 raw[kBatch][F16 ? 1 : 2];
+#pragma unroll
+        for (int b = 0; b < kBatch; ++b) {
+            const int c = c0 + b * (int)blockDim.x + (int)threadIdx.x;
+            const int64_t off = base + (int64_t)(c / cpr) * kv_row + (c % cpr) * 8;
+            if (c < n_chunks) {
+                if constexpr (F16) {
+                    raw[b][0] = *reinterpret_cast<const uint4*>(static_cast<const uint16_t*>(cache) + off);
+                } else {
+                    raw[b][0] = *reinterpret_cast<const uint4*>(static_cast<const float*>(cache) + off);
+                    raw[b][1] = *reinterpret_cast<const uint4*>(static_cast<const float*>(cache) + off + 4);
+                }
+            }
+        }
+#pragma unroll
+        for (int b = 0; b < kBatch; ++b) {
+            const int c = c0 + b * (int)blockDim.x + (int)threadIdx.x;
+            if (c >= n_chunks) continue;
+            float* d = dst + (c / cpr) * ld + (c % cpr) * 8;
+            if constexpr (F16) {
+                const uint32_t w[4] = {raw[b][0].x, raw[b][0].y, raw[b][0].z, raw[b][0].w};
+#pragma unroll
+                for (int u = 0; u < 4; ++u) {
+                    const uint16_t h[2] = {(uint16_t)(w[u] & 0xffffu), (uint16_t)(w[u] >> 16)};
+#pragma unroll
+                    for (int v = 0; v < 2; ++v)
+                        d[2 * u + v] = ((h[v] & 0x7c00u) == 0x7c00u && (h[v] & 0x03ffu) != 0u)
+                                           ? canon_f16_to_f32(h[v])  // NaN patterns: the canonical bits
+                                           : __half2float(__ushort_as_half(h[v]));
+                }
+            } else {
+                const uint32_t w[8] = {raw[b][0].x, raw[b][0].y, raw[b][0].z, raw[b][0].w,
+                                       raw[b][1].x, raw[b][1].y, raw[b][1].z, raw[b][1].w};
+#pragma unroll
+                for (int u = 0; u < 8; ++u) d[u] = __uint_as_float(w[u]);
+            }
+        }
+    }
+}
+
 struct Layout {
     float* scores;  // [n_head][n_ctx]
     float* smax;    // [n_head][n_sub]: maxima of 32-key runs
@@ -59,7 +109,7 @@ __device__ __forceinline__ Layout layout(const DecAttnArgs& p) {
 }
 
 template <bool F16>
-__global__ void __launch_bounds__(kDecThreads) dec_attn_scores(DecAttnArgs p) {
+__global__ void __launch_bounds__(kDecThreads, 1) dec_attn_scores(DecAttnArgs p) {
     __shared__ float q_sh[kMaxGroup][kMaxHeadDim];
     __shared__ float k_sh[kKeys][kMaxHeadDim + 1];  // +1: lanes reading one column hit distinct banks
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & (kWarp - 1);
@@ -77,10 +127,7 @@ __global__ void __launch_bounds__(kDecThreads) dec_attn_scores(DecAttnArgs p) {
         const int64_t j0 = (int64_t)it * kKeys;
         const int len = (int)(pos + 1 - j0 < kKeys ? pos + 1 - j0 : kKeys);
         __syncthreads();  // q_sh written / k_sh free again
-        for (int i = threadIdx.x; i < len * hd; i += blockDim.x) {
-            const int j = i / hd, d = i % hd;
-            k_sh[j][d] = kv_val<F16>(p.k_cache, (j0 + j) * kv_row + (int64_t)g * hd + d);
-        }
+        stage_kv<F16>(p.k_cache, j0 * kv_row + (int64_t)g * hd, kv_row, len, hd, &k_sh[0][0], kMaxHeadDim + 1);
         __syncthreads();
         if (warp < G) {
             const int h = warp;
@@ -90,17 +137,23 @@ __global__ void __launch_bounds__(kDecThreads) dec_attn_scores(DecAttnArgs p) {
 #pragma unroll
                 for (int l = 0; l < kWarp; ++l) part[l] = 0.0f;
 #pragma unroll
-                for (int c = 0; c < kMaxHeadDim; c += kWarp) {
-                    if (c >= hd) break;
+                for (int c = 0; c < kMaxHeadDim; c += kWarp) {  // hd % 32 == 0
+                    if (c < hd) {
 #pragma unroll
-                    for (int l = 0; l < kWarp; ++l)
-                        if (c + l < hd) part[l] = canon_fma(q_sh[h][c + l], k_sh[lane][c + l], part[l]);
+                        for (int l = 0; l < kWarp; ++l)
+                            part[l] = canon_fma(q_sh[h][c + l], k_sh[lane][c + l], part[l]);
+                    }
                 }
                 // canon_tree32, unrolled so the partials stay in registers.
 #pragma unroll
-                for (int w = kWarp / 2; w >= 1; w >>= 1)
+                for (int l = 0; l < 16; ++l) part[l] = part[l] + part[l + 16];
 #pragma unroll
-                    for (int l = 0; l < w; ++l) part[l] = part[l] + part[l + w];
+                for (int l = 0; l < 8; ++l) part[l] = part[l] + part[l + 8];
+#pragma unroll
+                for (int l = 0; l < 4; ++l) part[l] = part[l] + part[l + 4];
+#pragma unroll
+                for (int l = 0; l < 2; ++l) part[l] = part[l] + part[l + 2];
+                part[0] = part[0] + part[1];
                 s = part[0] * kq_scale;
                 L.scores[(int64_t)(g * G + h) * p.n_ctx + j0 + lane] = s;
             }
@@ -111,7 +164,7 @@ __global__ void __launch_bounds__(kDecThreads) dec_attn_scores(DecAttnArgs p) {
 }
 
 template <bool F16>
-__global__ void __launch_bounds__(kDecThreads) dec_attn_values(DecAttnArgs p) {
+__global__ void __launch_bounds__(kDecThreads, 1) dec_attn_values(DecAttnArgs p) {
     __shared__ float e_sh[kMaxGroup][kAttnTile];
     __shared__ float v_sh[kAttnTile][kWarp];
     __shared__ float m_sh[kMaxGroup];
@@ -146,10 +199,8 @@ __global__ void __launch_bounds__(kDecThreads) dec_attn_values(DecAttnArgs p) {
                 const int h = i / kAttnTile, j = i % kAttnTile;
                 if (j < len) e_sh[h][j] = canon_exp(L.scores[(int64_t)(g * G + h) * p.n_ctx + t0 + j] - m_sh[h]);
             }
-            for (int i = threadIdx.x; i < len * kWarp; i += blockDim.x) {
-                const int j = i / kWarp, d = dc * kWarp + i % kWarp;
-                v_sh[j][i % kWarp] = d < hd ? kv_val<F16>(p.v_cache, (t0 + j) * kv_row + (int64_t)g * hd + d) : 0.0f;
-            }
+            stage_kv<F16>(p.v_cache, t0 * kv_row + (int64_t)g * hd + dc * kWarp, kv_row, len,
+                          hd - dc * kWarp < kWarp ? hd - dc * kWarp : kWarp, &v_sh[0][0], kWarp);
             __syncthreads();
             const int d = dc * kWarp + lane;
             if (warp < G && d < hd) {
@@ -206,9 +257,9 @@ size_t dec_attention_scratch_floats(int n_head, int hd, int64_t n_ctx) {
 }
 
 void dec_attention(const DecAttnArgs& p, void* stream, bool pdl) {
-    if (p.hd <= 0 || p.hd > kMaxHeadDim || p.n_head_kv <= 0 || p.n_head % p.n_head_kv != 0 ||
+    if (p.hd <= 0 || p.hd > kMaxHeadDim || p.hd % kWarp != 0 || p.n_head_kv <= 0 || p.n_head % p.n_head_kv != 0 ||
         p.n_head / p.n_head_kv > kMaxGroup)
-        throw std::invalid_argument("dec_attention: head_dim 1..256 and at most 8 query heads per KV head");
+        throw std::invalid_argument("dec_attention: head_dim a multiple of 32 up to 256 and at most 8 query heads per KV head");
     if (p.n_ctx <= 0 || p.n_split < 1 || !p.scratch || !p.counters || !p.pos)
         throw std::invalid_argument("dec_attention: bad arguments");
     const dim3 grid((unsigned)p.n_split, (unsigned)p.n_head_kv);

@@ -2,11 +2,11 @@
 //  * dec_gate_up: block (row group, slot r): after the router finished (wait), the block
 //    prefetches its rows of expert ids[r]'s gate and up matrices, then each warp computes gate
 //    and up rows (the matvec rule on the ffn_norm Q8K blocks) and SwiGLU canon_silu(g) * u —
-//    the values of matvec + matvec + swiglu.
+//    the values of matvec + matvec + swiglu; the last block to finish a 256-row chunk of a slot
+//    (atomic counter) quantises that chunk to Q8K (quantize_q8k's bits) for the down projection.
 //  * dec_down: the router is complete when this kernel starts (dec_gate_up lets it launch only
 //    after its own wait), so the expert ids are read and the block's rows of the k down
-//    matrices prefetched before waiting for dec_gate_up; then every block quantises the k
-//    SwiGLU rows (quantize_q8k's bits) in shared memory, warp w computes slots w, w + 8, ... of
+//    matrices prefetched before waiting for dec_gate_up; then warp w computes slots w, w + 8, ... of
 //    the block's rows, then one thread per row the combine moe[d] = canon_fma(w_r, y_r[d], moe[d]) in rank order from +0.0f and
 //    the residual x[d] = ffn_inp[d] + moe[d] — the values of matvec + moe_combine + add.
 // A slot whose id is outside [0, n_mat) gets NaN rows, as the op-by-op kernels.
@@ -57,11 +57,24 @@ __global__ void __launch_bounds__(kDecThreads) dec_gate_up_kernel(DecGateUpArgs 
             p.swiglu_out[o] = canon_silu(gv) * uv;
         }
     }
+    // The last block of this 256-row chunk quantises it (the down projection's input).
+    __shared__ bool last_sh;
+    __shared__ __align__(16) float chunk_sh[QK_K];
+    const int64_t c = i0 / QK_K, nbf = p.n_ff / QK_K;
+    const unsigned per_chunk = QK_K / kRowsPerBlock;
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) last_sh = atomicAdd(&p.counters[r * nbf + c], 1u) == per_chunk - 1;
+    __syncthreads();
+    if (!last_sh) return;
+    __threadfence();
+    for (int j = threadIdx.x; j < QK_K; j += blockDim.x) chunk_sh[j] = __ldcg(p.swiglu_out + (int64_t)r * p.n_ff + c * QK_K + j);
+    __syncthreads();
+    if (warp == 0) warp_quantize_q8k_block(chunk_sh, p.swiglu_q8 + (int64_t)r * nbf + c);
+    if (threadIdx.x == 0) p.counters[r * nbf + c] = 0u;  // ready for the next launch
 }
 
 __global__ void __launch_bounds__(kDecThreads) dec_down_kernel(DecDownArgs p) {
-    extern __shared__ __align__(16) unsigned char smem[];
-    block_q8k* q_sh = reinterpret_cast<block_q8k*>(smem);
     __shared__ int64_t e_sh[kMaxSlots];
     __shared__ float y_sh[kMaxSlots][kDownRows];
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & (kWarp - 1);
@@ -79,7 +92,7 @@ __global__ void __launch_bounds__(kDecThreads) dec_down_kernel(DecDownArgs p) {
     }
     pdl_wait();
     pdl_launch_next();
-    block_quantize_q8k(p.hidden, p.k, p.n_ff, q_sh);
+    const block_q8k* q = p.hidden_q8;
     const int64_t nb = p.n_ff / QK_K;
     // Warp w: slots w, w + kDecWarps, ... for the block's rows.
     for (int r = warp; r < p.k; r += kDecWarps) {
@@ -88,7 +101,7 @@ __global__ void __launch_bounds__(kDecThreads) dec_down_kernel(DecDownArgs p) {
             float v = __int_as_float(0x7fc00000);
             if (e >= 0 && e < p.n_mat)
                 v = warp_row_dot_q8k_any(p.type, static_cast<const uint8_t*>(p.down) + (e * p.n_out + d) * rb,
-                                         q_sh + (int64_t)r * nb, nb);
+                                         q + (int64_t)r * nb, nb);
             if (lane == 0) {
                 p.expert_out[(int64_t)r * p.n_out + d] = v;
                 y_sh[r][d - d0] = v;
@@ -109,6 +122,8 @@ __global__ void __launch_bounds__(kDecThreads) dec_down_kernel(DecDownArgs p) {
 void dec_gate_up(const DecGateUpArgs& p, void* stream, bool pdl) {
     if (p.n <= 0 || p.n % QK_K != 0 || p.k <= 0 || p.k > kMaxSlots || p.n_ff <= 0 || p.n_mat <= 0)
         throw std::invalid_argument("dec_gate_up: bad shape");
+    if (p.n_ff % QK_K != 0 || QK_K % kRowsPerBlock != 0 || !p.swiglu_q8 || !p.counters)
+        throw std::invalid_argument("dec_gate_up: n_ff must be a multiple of 256; q8 output and counters needed");
     if (!dec_q8k_type(p.gate_type) || !dec_q8k_type(p.up_type))
         throw UnsupportedType(std::string("dec_gate_up: no fused decode dot for ") + ggml_type_name(p.gate_type) + "/" +
                               ggml_type_name(p.up_type));
@@ -120,9 +135,8 @@ void dec_down(const DecDownArgs& p, void* stream, bool pdl) {
         throw std::invalid_argument("dec_down: bad shape");
     if (!dec_q8k_type(p.type))
         throw UnsupportedType(std::string("dec_down: no fused decode dot for ") + ggml_type_name(p.type));
-    const size_t smem = (size_t)p.k * (size_t)(p.n_ff / QK_K) * sizeof(block_q8k);
-    if (smem > kDecMaxSmem - kMaxSlots * (sizeof(int64_t) + kDownRows * sizeof(float))) throw std::invalid_argument("dec_down: hidden rows too long");
-    launch_dec(dec_down_kernel, dim3(ceil_div_u(p.n_out, kDownRows)), smem, stream, pdl, p);
+    if (!p.hidden_q8) throw std::invalid_argument("dec_down: null input");
+    launch_dec(dec_down_kernel, dim3(ceil_div_u(p.n_out, kDownRows)), 0, stream, pdl, p);
 }
 
 }  // namespace qwen3moe::cuda

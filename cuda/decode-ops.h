@@ -116,14 +116,17 @@ struct DecGateUpArgs {
     float* gate_out = nullptr;       // [k][n_ff]
     float* up_out = nullptr;         // [k][n_ff]
     float* swiglu_out = nullptr;     // [k][n_ff]
+    block_q8k* swiglu_q8 = nullptr;  // [k][n_ff/256]: Q8K blocks of swiglu_out (quantize_q8k's bits),
+                                     // written by the last block finishing each 256-row chunk
+    unsigned* counters = nullptr;    // [k][n_ff/256], zero before the first launch (left zero)
 };
 void dec_gate_up(const DecGateUpArgs& args, void* stream, bool pdl);
 
-// Down projection of the k slots (hidden quantised per slot in each block), the expert combine
+// Down projection of the k slots (their Q8K SwiGLU rows from dec_gate_up), the expert combine
 // in rank order and the residual: out[r][d], moe[d] = fma chain of weights[r] * out[r][d],
 // x_out[d] = residual[d] + moe[d].
 struct DecDownArgs {
-    const float* hidden = nullptr;   // [k][n_ff] (swiglu)
+    const block_q8k* hidden_q8 = nullptr;  // [k][n_ff/256] Q8K SwiGLU rows
     int64_t n_ff = 0;                // multiple of 256
     const int32_t* ids = nullptr;    // [k]
     const float* weights = nullptr;  // [k]

@@ -9,11 +9,25 @@
 
 namespace qwen3moe::cuda {
 
+// The lane's values are fetched 16 at a time before they are used (independent loads in
+// flight together instead of one dependent round trip per value); the fma order is unchanged.
 template <uint32_t T>
 __device__ __forceinline__ float warp_row_dot_f32act(const uint8_t* wrow, const float* x, int64_t n) {
+    constexpr int kBatch = 16;
     const int lane = threadIdx.x & (kWarp - 1);
     float p = 0.0f;
-    for (int64_t i = lane; i < n; i += kWarp) p = canon_fma(Dequant<T>::value(wrow, i), x[i], p);
+    int64_t i0 = lane;
+    for (; i0 + (int64_t)(kBatch - 1) * kWarp < n; i0 += (int64_t)kBatch * kWarp) {
+        float wv[kBatch], xv[kBatch];
+#pragma unroll
+        for (int u = 0; u < kBatch; ++u) {
+            wv[u] = Dequant<T>::value(wrow, i0 + (int64_t)u * kWarp);
+            xv[u] = x[i0 + (int64_t)u * kWarp];
+        }
+#pragma unroll
+        for (int u = 0; u < kBatch; ++u) p = canon_fma(wv[u], xv[u], p);
+    }
+    for (int64_t i = i0; i < n; i += kWarp) p = canon_fma(Dequant<T>::value(wrow, i), x[i], p);
     return warp_tree_sum(p);
 }
 

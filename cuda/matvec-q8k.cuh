@@ -325,12 +325,33 @@ template <uint32_t T> inline float host_block_contrib(const uint8_t* wb, const b
 
 // The canonical row: one warp computes dot(weight row `wrow` (nb blocks of 256), a[0..nb)).
 // Every lane returns the row value.
+// Two steps (8 blocks) at a time: both steps' weight slices are loaded before either is used,
+// so their loads are in flight together; the contributions are added in the same ascending
+// order as one step at a time.
 template <uint32_t T>
 __device__ __forceinline__ float warp_row_dot_q8k(const uint8_t* wrow, const block_q8k* a, int64_t nb) {
     const int lane = threadIdx.x & (kWarp - 1);
     const int g = lane >> 3, k = lane & 7;
     float p = 0.0f;
-    for (int64_t b0 = 0; b0 < nb; b0 += 4) {
+    int64_t b0 = 0;
+    for (; b0 + 8 <= nb; b0 += 8) {
+        const int64_t ba = b0 + g, bb = b0 + 4 + g;
+        const typename Q8KBlock<T>::W wa = Q8KBlock<T>::load(wrow + ba * Q8KBlock<T>::kBytes, k);
+        const typename Q8KBlock<T>::W wb = Q8KBlock<T>::load(wrow + bb * Q8KBlock<T>::kBytes, k);
+        const float ca = group_block_contrib_w<T>(wa, wrow + ba * Q8KBlock<T>::kBytes, a + ba, k);
+        const float cb = group_block_contrib_w<T>(wb, wrow + bb * Q8KBlock<T>::kBytes, a + bb, k);
+#pragma unroll
+        for (int gg = 0; gg < 4; ++gg) {
+            const float cg = __shfl_sync(kFullMask, ca, 8 * gg);
+            if (lane == (int)((b0 + gg) % kWarp)) p = p + cg;
+        }
+#pragma unroll
+        for (int gg = 0; gg < 4; ++gg) {
+            const float cg = __shfl_sync(kFullMask, cb, 8 * gg);
+            if (lane == (int)((b0 + 4 + gg) % kWarp)) p = p + cg;
+        }
+    }
+    for (; b0 < nb; b0 += 4) {
         // Groups past the end compute a clamped block (all lanes stay converged for the
         // shuffles) and their value is dropped.
         const int64_t b = b0 + g < nb ? b0 + g : nb - 1;
