@@ -3,7 +3,10 @@
 // the grid is (n_split, n_head_kv); block (s, g) serves the G = n_head / n_head_kv query heads of
 // KV head g and takes the work items s, s + n_split, ... that the token's position needs.
 //
-//  1. dec_attn_scores, item = 32 keys of a tile: the keys (widened from f16 exactly as the
+//  1. dec_attn_scores: every block normalises and rotates its G query heads (norm_rope's
+//     expressions) into shared memory; the block that owns the run of the token's own key first
+//     computes k head g the same way and appends K and V at pos to the cache (kv_store's values).
+//     Item = 32 keys of a tile: the keys (widened from f16 exactly as the
 //     op-by-op kernels do) go to shared memory; warp h computes head h's scores, one key per
 //     lane, each as the full canonical dot in one thread (32 lane partials p_l = canon_fma(q[i],
 //     k[i], p_l) over i = l, l+32, ... ascending, then canon_tree32 — the bits of the warp dot)
@@ -20,6 +23,7 @@
 
 #include "cuda/decode-common.cuh"
 #include "cuda/decode-ops.h"
+#include "cuda/qk-norm-rope.cuh"
 
 namespace qwen3moe::cuda {
 
@@ -120,13 +124,31 @@ __global__ void __launch_bounds__(kDecThreads, 1) dec_attn_scores(DecAttnArgs p)
     const int64_t pos = p.pos[0];
     const int n_items = ((int)(pos / kKeys)) + 1;  // 32-key runs covering 0..pos
     if ((int)blockIdx.x >= n_items) return;        // block-uniform
-    for (int i = threadIdx.x; i < G * hd; i += blockDim.x) q_sh[i / hd][i % hd] = p.q[((int64_t)g * G) * hd + i];
     const int64_t kv_row = (int64_t)p.n_head_kv * hd;
+    // The group's q heads: norm + RoPE into q_sh (k_sh rows as the warps' scratch); block 0 of
+    // the group also stores them (q_normed, q_rope).
+    if (warp < G) {
+        const int64_t qh = (int64_t)(g * G + warp) * hd;
+        const bool store = blockIdx.x == 0;
+        warp_norm_rope(p.q + qh, p.q_norm, p.eps, hd, pos, p.rope_cos, p.rope_sin, store ? p.q_normed + qh : nullptr,
+                       q_sh[warp], k_sh[warp], nullptr, false, 0);
+        __syncwarp();
+        if (store)
+            for (int i = lane; i < hd; i += kWarp) p.q_rope[qh + i] = q_sh[warp][i];
+    }
+    // The block whose runs include the token's own key computes k head g (norm + RoPE) and
+    // appends K and V at pos before any key is read.
+    if ((int)blockIdx.x == (int)((pos / kKeys) % gridDim.x) && warp == 0) {
+        const int64_t kh = (int64_t)g * hd;
+        warp_norm_rope(p.k + kh, p.k_norm, p.eps, hd, pos, p.rope_cos, p.rope_sin, p.k_normed + kh, p.k_rope + kh,
+                       k_sh[kMaxGroup], p.k_cache, p.cache_f16, pos * kv_row + kh);
+        for (int i = lane; i < hd; i += kWarp) cache_store(p.v_cache, p.cache_f16, pos * kv_row + kh + i, p.v[kh + i]);
+    }
     const float kq_scale = canon_div(1.0f, canon_sqrt((float)hd));
     for (int it = blockIdx.x; it < n_items; it += gridDim.x) {
         const int64_t j0 = (int64_t)it * kKeys;
         const int len = (int)(pos + 1 - j0 < kKeys ? pos + 1 - j0 : kKeys);
-        __syncthreads();  // q_sh written / k_sh free again
+        __syncthreads();  // q_sh and the cache row at pos written / k_sh free again
         stage_kv<F16>(p.k_cache, j0 * kv_row + (int64_t)g * hd, kv_row, len, hd, &k_sh[0][0], kMaxHeadDim + 1);
         __syncthreads();
         if (warp < G) {

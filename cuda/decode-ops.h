@@ -50,32 +50,35 @@ struct DecMatvecAddArgs {
 };
 void dec_matvec_add(const DecMatvecAddArgs& args, void* stream, bool pdl);
 
-// Per-head RMSNorm + RoPE of the token's q and k heads, K (roped) and V appended to the cache
-// at the token's position: norm_rope(q) + norm_rope(k) + kv_store(v) in one launch.
-struct DecQkRopeArgs {
-    NormRopeArgs q;             // n_tok must be 1; no cache
-    NormRopeArgs k;             // n_tok must be 1; cache = the layer's K cache
-    const float* v = nullptr;   // [n_head_kv * hd]
-    void* v_cache = nullptr;    // the layer's V cache [n_ctx][n_head_kv * hd] (f16 when k.cache_f16)
-};
-void dec_qk_rope(const DecQkRopeArgs& args, void* stream, bool pdl);
-
-// Decode attention of one token at position pos[0] over cache positions 0..pos, split-K over
-// key tiles with a grid fixed at capture (n_split blocks per KV head loop over the tiles the
-// position needs). Two launches: scores + tile maxima; then tile sums and, in the last block of
-// each KV head (atomic counter), the ascending-tile combine. Same values as `attention`.
+// Decode attention of one token at position pos[0] over cache positions 0..pos, with the head
+// norms and RoPE folded in: q_normed / q_rope and k_normed / k_rope (norm_rope's values), K (roped)
+// and V appended to the cache at pos (kv_store's values), then split-K over key tiles with a
+// grid fixed at capture (n_split blocks per KV head loop over the work the position needs). Two
+// launches: scores + run maxima; then tile sums and, in the last block of each KV head (atomic
+// counter), the ascending-tile combine. Same values as norm_rope + kv_store + `attention`.
 struct DecAttnArgs {
-    const float* q = nullptr;        // [n_head * hd] (q_rope)
-    const void* k_cache = nullptr;   // [n_ctx][n_head_kv * hd]
-    const void* v_cache = nullptr;   // [n_ctx][n_head_kv * hd]
-    bool cache_f16 = true;           // f16 or f32 elements
-    int64_t n_ctx = 0;               // cache rows
-    const int32_t* pos = nullptr;    // [1] the token's position (0 <= pos < n_ctx)
+    const float* q = nullptr;         // [n_head * hd] q before the head norm
+    const float* k = nullptr;         // [n_head_kv * hd] k before the head norm
+    const float* v = nullptr;         // [n_head_kv * hd]
+    const float* q_norm = nullptr;    // [hd] attn_q_norm weight
+    const float* k_norm = nullptr;    // [hd] attn_k_norm weight
+    float eps = 0.0f;                 // RMSNorm epsilon
+    const float* rope_cos = nullptr;  // [n_ctx][hd / 2]
+    const float* rope_sin = nullptr;  // [n_ctx][hd / 2]
+    float* q_normed = nullptr;        // [n_head * hd] (written)
+    float* q_rope = nullptr;          // [n_head * hd] (written)
+    float* k_normed = nullptr;        // [n_head_kv * hd] (written)
+    float* k_rope = nullptr;          // [n_head_kv * hd] (written)
+    void* k_cache = nullptr;          // [n_ctx][n_head_kv * hd]
+    void* v_cache = nullptr;          // [n_ctx][n_head_kv * hd]
+    bool cache_f16 = true;            // f16 or f32 elements
+    int64_t n_ctx = 0;                // cache rows
+    const int32_t* pos = nullptr;     // [1] the token's position (0 <= pos < n_ctx)
     int n_head = 0, n_head_kv = 0, hd = 0;
-    float* out = nullptr;            // [n_head * hd]
-    float* scratch = nullptr;        // dec_attention_scratch_floats(...) floats
-    unsigned* counters = nullptr;    // [n_head_kv], zero before the first launch (left zero)
-    int n_split = 1;                 // blocks per KV head
+    float* out = nullptr;             // [n_head * hd]
+    float* scratch = nullptr;         // dec_attention_scratch_floats(...) floats
+    unsigned* counters = nullptr;     // [n_head_kv], zero before the first launch (left zero)
+    int n_split = 1;                  // blocks per KV head
 };
 size_t dec_attention_scratch_floats(int n_head, int hd, int64_t n_ctx);
 void dec_attention(const DecAttnArgs& args, void* stream, bool pdl);
