@@ -86,7 +86,7 @@ Q3_HD int64_t q8k_row_bytes(uint32_t type, int64_t n) {
 }
 
 // The whole block: y = RMSNorm(x) * w (the rms_norm expression, scale from warp_rms_scale in
-// every warp: the same bits) into shared y_sh [n] (16-byte aligned) and its Q8K blocks into
+// warp 0, shared with the block) into shared y_sh [n] (16-byte aligned) and its Q8K blocks into
 // shared q_sh [n / 256], exactly as rms_norm_q8k. x (global, 16-byte aligned) is first copied to
 // y_sh with 16-byte loads, so the canonical strided sum reads shared memory, not a chain of
 // global loads. Ends with __syncthreads.
@@ -95,9 +95,14 @@ __device__ __forceinline__ void block_rms_norm_q8k(const float* x, const float* 
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & (kWarp - 1), n_warps = blockDim.x >> 5;
     for (int64_t i = threadIdx.x; i < n / 4; i += blockDim.x)
         reinterpret_cast<float4*>(y_sh)[i] = reinterpret_cast<const float4*>(x)[i];
+    __shared__ float sc_sh;
     __syncthreads();
-    const float sc = warp_rms_scale(y_sh, n, eps);
-    __syncthreads();  // every warp has read y_sh = x
+    if (warp == 0) {
+        const float s = warp_rms_scale(y_sh, n, eps);  // one warp: the same bits as any other
+        if (lane == 0) sc_sh = s;
+    }
+    __syncthreads();  // sc_sh written; every read of y_sh = x done
+    const float sc = sc_sh;
     const int64_t nb = n / QK_K;
     for (int64_t b = warp; b < nb; b += n_warps) {
         const int64_t o = b * QK_K;
