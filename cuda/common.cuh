@@ -9,6 +9,7 @@
 // every lane l does p = p + p[l+s]. With __shfl_down_sync, lane 0 ends with exactly the value
 // canon_tree32 computes from the 32 lane partials; the result is broadcast to all lanes.
 #pragma once
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -68,6 +69,18 @@ __device__ __forceinline__ float warp_canon_dot(const float* a, const float* b, 
     float p = 0.0f;
     for (int64_t i = lane; i < n; i += kWarp) p = canon_fma(a[i], b[i], p);
     return warp_tree_sum(p);
+}
+
+// canon_f16_to_f32 with the hardware conversion on the device: exact for every non-NaN f16
+// (all f16 values, subnormals and infinities included, are f32 values); NaN bit patterns take
+// canon_f16_to_f32 so their payload bits stay the canonical ones. Host code: canon_f16_to_f32.
+Q3_HD float f16_to_f32(uint16_t h) {
+#if defined(__CUDA_ARCH__)
+    if ((h & 0x7c00u) == 0x7c00u && (h & 0x03ffu) != 0u) return canon_f16_to_f32(h);
+    return __half2float(__ushort_as_half(h));
+#else
+    return canon_f16_to_f32(h);
+#endif
 }
 
 // Grid-size helper: ceil(a / b) as an unsigned grid dimension.

@@ -696,6 +696,8 @@ void CudaBackend::enqueue_decode(const Weights& w, bool with_logits) {
         at.n_head_kv = hp_.n_head_kv;
         at.hd = hp_.head_dim;
         at.out = buf(Act::attn_out);
+        const bool attn_q8 = (hp_.n_head / hp_.n_head_kv) * hp_.head_dim % QK_K == 0 && bufs_.q8[(int)Act::attn_out].get();
+        at.out_q8 = attn_q8 ? bufs_.q8[(int)Act::attn_out].as<block_q8k>() : nullptr;
         at.scratch = attn_scratch_.as<float>();
         at.counters = dec_counters_.as<unsigned>();
         at.n_split = dec_split_;
@@ -703,6 +705,7 @@ void CudaBackend::enqueue_decode(const Weights& w, bool with_logits) {
 
         DecMatvecAddArgs o;
         o.in = buf(Act::attn_out);
+        o.in_q8 = at.out_q8;
         o.n = hp_.q_dim();
         o.mat = mat(L.attn_output, Act::attn_proj);
         o.residual = buf(Act::x);

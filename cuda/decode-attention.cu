@@ -15,7 +15,8 @@
 //     s_0 wins, as the CPU); e_j = canon_exp(s_j - m) and the tile's V columns in shared memory;
 //     lane d of warp h accumulates z and a[d] over the tile in ascending j from +0.0f -> scratch.
 //     The last block of KV head g (atomic counter) adds the tiles in ascending order from +0.0f
-//     and divides: exactly attn_split_combine's expression.
+//     and divides: exactly attn_split_combine's expression; when the group's G * hd outputs are
+//     whole 256-blocks it also writes their Q8K blocks (quantize_q8k's bits) for the o-proj.
 #include <stdexcept>
 #include <string>
 
@@ -247,6 +248,7 @@ __global__ void __launch_bounds__(kDecThreads, 1) dec_attn_values(DecAttnArgs p)
     __syncthreads();
     if (!last_sh) return;
     __threadfence();
+    __shared__ __align__(16) float o_sh[kMaxGroup * kMaxHeadDim];  // the group's outputs (for Q8K)
     constexpr int kBatch = 8;  // loads issued together, then added in ascending order
     for (int pr = threadIdx.x; pr < G * hd; pr += blockDim.x) {
         const int h = pr / hd, d = pr % hd;
@@ -267,7 +269,15 @@ __global__ void __launch_bounds__(kDecThreads, 1) dec_attn_values(DecAttnArgs p)
                     A = A + ab[b];
                 }
         }
-        p.out[(int64_t)(g * G + h) * hd + d] = canon_div(A, Z);
+        const float o = canon_div(A, Z);
+        p.out[(int64_t)(g * G + h) * hd + d] = o;
+        o_sh[pr] = o;
+    }
+    if (p.out_q8) {  // the group's G * hd outputs are whole Q8K blocks of attn_out: quantise them
+        __syncthreads();
+        const int nbq = G * hd / QK_K;
+        for (int b = warp; b < nbq; b += kDecWarps)
+            warp_quantize_q8k_block(o_sh + b * QK_K, p.out_q8 + (int64_t)g * nbq + b);
     }
     if (threadIdx.x == 0) p.counters[g] = 0u;  // ready for the next launch
 }
@@ -282,6 +292,8 @@ void dec_attention(const DecAttnArgs& p, void* stream, bool pdl) {
     if (p.hd <= 0 || p.hd > kMaxHeadDim || p.hd % kWarp != 0 || p.n_head_kv <= 0 || p.n_head % p.n_head_kv != 0 ||
         p.n_head / p.n_head_kv > kMaxGroup)
         throw std::invalid_argument("dec_attention: head_dim a multiple of 32 up to 256 and at most 8 query heads per KV head");
+    if (p.out_q8 && (p.n_head / p.n_head_kv * p.hd) % QK_K != 0)
+        throw std::invalid_argument("dec_attention: out_q8 needs whole Q8K blocks per KV head group");
     if (p.n_ctx <= 0 || p.n_split < 1 || !p.scratch || !p.counters || !p.pos)
         throw std::invalid_argument("dec_attention: bad arguments");
     const dim3 grid((unsigned)p.n_split, (unsigned)p.n_head_kv);

@@ -2,7 +2,8 @@
 //  * dec_norm_matvec: RMSNorm + Q8K quantisation of the input row (computed by every block in
 //    shared memory: 2,048 values cost far less than a launch) and the rows of up to three
 //    matrices (q, k, v) in one grid;
-//  * dec_matvec_add: Q8K quantisation of the input (every block), the matvec and the residual
+//  * dec_matvec_add: Q8K quantisation of the input (every block, unless the attention already
+//    made the Q8K blocks), the matvec and the residual
 //    add (attn_output projection + ffn_inp).
 // Block: kDecWarps warps, kRowsPerWarp rows each (warp w: rows w, w + kDecWarps, ...). Before
 // waiting for the previous kernel each block prefetches its weight rows into L2.
@@ -73,12 +74,16 @@ __global__ void __launch_bounds__(kDecThreads) dec_matvec_add_kernel(DecMatvecAd
     prefetch_rows(p.mat, p.n, r0, r0 + kRowsPerBlock < p.mat.n_rows ? r0 + kRowsPerBlock : p.mat.n_rows);
     pdl_wait();
     pdl_launch_next();
-    block_quantize_q8k(p.in, 1, p.n, q_sh);
+    const block_q8k* a = p.in_q8;
+    if (!a) {
+        block_quantize_q8k(p.in, 1, p.n, q_sh);
+        a = q_sh;
+    }
     const int64_t nb = p.n / QK_K, rb = q8k_row_bytes(p.mat.type, p.n);
     for (int i = 0; i < kRowsPerWarp; ++i) {
         const int64_t r = r0 + warp + (int64_t)i * kDecWarps;
         if (r >= p.mat.n_rows) break;  // warp-uniform
-        const float v = warp_row_dot_q8k_any(p.mat.type, static_cast<const uint8_t*>(p.mat.w) + r * rb, q_sh, nb);
+        const float v = warp_row_dot_q8k_any(p.mat.type, static_cast<const uint8_t*>(p.mat.w) + r * rb, a, nb);
         if (lane == 0) {
             p.mat.out[r] = v;
             p.sum[r] = p.residual[r] + v;  // the residual add (one rounding), as add()
@@ -115,7 +120,7 @@ void dec_matvec_add(const DecMatvecAddArgs& p, void* stream, bool pdl) {
     if (p.n <= 0 || p.n % QK_K != 0) throw std::invalid_argument("dec_matvec_add: n must be a positive multiple of 256");
     check_matrix(p.mat, p.n, "dec_matvec_add");
     if (!p.in || !p.residual || !p.sum) throw std::invalid_argument("dec_matvec_add: null buffer");
-    const size_t smem = (size_t)(p.n / QK_K) * sizeof(block_q8k);
+    const size_t smem = p.in_q8 ? 0 : (size_t)(p.n / QK_K) * sizeof(block_q8k);
     if (smem > kDecMaxSmem) throw std::invalid_argument("dec_matvec_add: row too long for the fused kernel");
     launch_dec(dec_matvec_add_kernel, dim3(ceil_div_u(p.mat.n_rows, kRowsPerBlock)), smem, stream, pdl, p);
 }

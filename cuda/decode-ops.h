@@ -42,7 +42,8 @@ void dec_norm_matvec(const DecNormMatvecArgs& args, void* stream, bool pdl);
 
 // out = W q8(in); sum[r] = residual[r] + out[r] (attn_output projection + residual add).
 struct DecMatvecAddArgs {
-    const float* in = nullptr;        // [n] activations (quantised in each thread block)
+    const float* in = nullptr;        // [n] activations (quantised in each thread block unless in_q8)
+    const block_q8k* in_q8 = nullptr; // optional [n/256]: their Q8K blocks, already made
     int64_t n = 0;                    // values per row (multiple of 256)
     DecMatrix mat;                    // Q8K-dot type
     const float* residual = nullptr;  // [mat.n_rows]
@@ -76,6 +77,8 @@ struct DecAttnArgs {
     const int32_t* pos = nullptr;     // [1] the token's position (0 <= pos < n_ctx)
     int n_head = 0, n_head_kv = 0, hd = 0;
     float* out = nullptr;             // [n_head * hd]
+    block_q8k* out_q8 = nullptr;      // optional [n_head * hd / 256]: Q8K blocks of out (needs
+                                      // (n_head / n_head_kv) * hd % 256 == 0)
     float* scratch = nullptr;         // dec_attention_scratch_floats(...) floats
     unsigned* counters = nullptr;     // [n_head_kv], zero before the first launch (left zero)
     int n_split = 1;                  // blocks per KV head

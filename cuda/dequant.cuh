@@ -23,7 +23,7 @@ template <> struct Dequant<GGML_TYPE_F32> {
 template <> struct Dequant<GGML_TYPE_F16> {
     static constexpr int64_t kBlock = 1, kBytes = 2;
     Q3_HDM static float value(const uint8_t* row, int64_t i) {
-        return canon_f16_to_f32(reinterpret_cast<const uint16_t*>(row)[i]);
+        return f16_to_f32(reinterpret_cast<const uint16_t*>(row)[i]);
     }
 };
 template <> struct Dequant<GGML_TYPE_BF16> {
@@ -38,14 +38,14 @@ template <> struct Dequant<GGML_TYPE_Q4_0> {
         const block_q4_0* b = reinterpret_cast<const block_q4_0*>(row) + i / QK4_0;
         const int l = (int)(i % QK4_0);
         const int q = l < 16 ? (b->qs[l] & 15) : (b->qs[l - 16] >> 4);
-        return canon_f16_to_f32(b->d) * (float)(q - 8);
+        return f16_to_f32(b->d) * (float)(q - 8);
     }
 };
 template <> struct Dequant<GGML_TYPE_Q8_0> {
     static constexpr int64_t kBlock = QK8_0, kBytes = sizeof(block_q8_0);
     Q3_HDM static float value(const uint8_t* row, int64_t i) {
         const block_q8_0* b = reinterpret_cast<const block_q8_0*>(row) + i / QK8_0;
-        return (float)b->qs[i % QK8_0] * canon_f16_to_f32(b->d);
+        return (float)b->qs[i % QK8_0] * f16_to_f32(b->d);
     }
 };
 
@@ -55,8 +55,8 @@ Q3_HD float dequant_k4_value(uint16_t d16, uint16_t dmin16, const uint8_t* scale
     const int j = l >> 5, p = l & 31;
     uint8_t sc, m;
     k4_scale_min(j, scales, &sc, &m);
-    const float ds = canon_f16_to_f32(d16) * (float)sc;
-    const float dm = canon_f16_to_f32(dmin16) * (float)m;
+    const float ds = f16_to_f32(d16) * (float)sc;
+    const float dm = f16_to_f32(dmin16) * (float)m;
     int v = (qs[32 * (j >> 1) + p] >> (4 * (j & 1))) & 15;
     if (qh) v |= ((qh[p] >> j) & 1) << 4;
     return ds * (float)v - dm;
@@ -81,7 +81,7 @@ template <> struct Dequant<GGML_TYPE_Q6_K> {
     Q3_HDM static float value(const uint8_t* row, int64_t i) {
         const block_q6_K* b = reinterpret_cast<const block_q6_K*>(row) + i / QK_K;
         const int l = (int)(i % QK_K);
-        const float ds = canon_f16_to_f32(b->d) * (float)b->scales[l >> 4];
+        const float ds = f16_to_f32(b->d) * (float)b->scales[l >> 4];
         return ds * (float)(q6k_value(b, l) - 32);
     }
 };

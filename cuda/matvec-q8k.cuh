@@ -120,7 +120,7 @@ template <> struct Q8KBlock<GGML_TYPE_Q4_K> {
     Q3_HDM static LaneSums lane(const uint8_t* wb, const block_q8k* a, int k) { return lane_w(load(wb, k), a, k); }
     Q3_HDM static float finish(const uint8_t* wb, const block_q8k* a, int32_t isum, int32_t msum) {
         const block_q4_K* w = reinterpret_cast<const block_q4_K*>(wb);
-        return canon_block_q4k(a->d, canon_f16_to_f32(w->d), canon_f16_to_f32(w->dmin), isum, msum);
+        return canon_block_q4k(a->d, f16_to_f32(w->d), f16_to_f32(w->dmin), isum, msum);
     }
 };
 
@@ -164,7 +164,7 @@ template <> struct Q8KBlock<GGML_TYPE_Q5_K> {
     Q3_HDM static LaneSums lane(const uint8_t* wb, const block_q8k* a, int k) { return lane_w(load(wb, k), a, k); }
     Q3_HDM static float finish(const uint8_t* wb, const block_q8k* a, int32_t isum, int32_t msum) {
         const block_q5_K* w = reinterpret_cast<const block_q5_K*>(wb);
-        return canon_block_q4k(a->d, canon_f16_to_f32(w->d), canon_f16_to_f32(w->dmin), isum, msum);
+        return canon_block_q4k(a->d, f16_to_f32(w->d), f16_to_f32(w->dmin), isum, msum);
     }
 };
 
@@ -212,7 +212,7 @@ template <> struct Q8KBlock<GGML_TYPE_Q6_K> {
     Q3_HDM static LaneSums lane(const uint8_t* wb, const block_q8k* a, int k) { return lane_w(load(wb, k), a, k); }
     Q3_HDM static float finish(const uint8_t* wb, const block_q8k* a, int32_t isum, int32_t) {
         const block_q6_K* w = reinterpret_cast<const block_q6_K*>(wb);
-        return canon_block_q6k(a->d, canon_f16_to_f32(w->d), isum);
+        return canon_block_q6k(a->d, f16_to_f32(w->d), isum);
     }
 };
 
@@ -236,7 +236,7 @@ template <> struct Q8KBlock<GGML_TYPE_Q8_0> {
     }
     Q3_HDM static LaneSums lane(const uint8_t* wb, const block_q8k* a, int k) { return lane_w(load(wb, k), a, k); }
     Q3_HDM static float lane_d(const uint8_t* wb, int k) {
-        return canon_f16_to_f32((reinterpret_cast<const block_q8_0*>(wb) + k)->d);
+        return f16_to_f32((reinterpret_cast<const block_q8_0*>(wb) + k)->d);
     }
 };
 
@@ -264,7 +264,7 @@ template <> struct Q8KBlock<GGML_TYPE_Q4_0> {
     }
     Q3_HDM static LaneSums lane(const uint8_t* wb, const block_q8k* a, int k) { return lane_w(load(wb, k), a, k); }
     Q3_HDM static float lane_d(const uint8_t* wb, int k) {
-        return canon_f16_to_f32((reinterpret_cast<const block_q4_0*>(wb) + k)->d);
+        return f16_to_f32((reinterpret_cast<const block_q4_0*>(wb) + k)->d);
     }
 };
 
