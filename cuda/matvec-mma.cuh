@@ -130,6 +130,18 @@ Q3_HD uint32_t mma_b_k16(const block_q8k* ab, int t, int j) {
     return mma_ld4(reinterpret_cast<const uint8_t*>(ab->qs) + 16 * j + mma_k16_k(t, 0));
 }
 
+// ---- 16-byte staging windows (matvec-mma.cu) -------------------------------------------------
+// n bytes at address addr are copied to shared memory as the 16-byte chunks c = 0, 1, ... that
+// start at mma_window_base(addr); the data lands at offset mma_window_off(addr) of its slot, so
+// it keeps its address modulo 16. Chunk c holds mma_window_chunk_bytes bytes of the data run
+// (<= 0: the chunk is past the end and is not copied; the last chunk copies no byte past it).
+Q3_HD uintptr_t mma_window_base(uintptr_t addr) { return addr & ~(uintptr_t)15; }
+Q3_HD int mma_window_off(uintptr_t addr) { return (int)(addr & 15); }
+Q3_HD int mma_window_chunk_bytes(uintptr_t addr, int n, int c) {
+    const int rem = mma_window_off(addr) + n - 16 * c;
+    return rem < 16 ? rem : 16;
+}
+
 // ---- the canonical row tree, streamed ---------------------------------------------------------
 // canon_tree32(p) equals the balanced binary tree over the leaves x_i = p[bitrev5(i)]: after
 // its first level q[l] = p[l] + p[l + 16] (l < 16), and bitrev5(l) = 2 bitrev4(l), bitrev5(l + 16)
