@@ -14,10 +14,10 @@
 //
 // Per 256-value block b and (row, slot) the kernel forms exactly the integers of dot-canon.h:
 //  * Q4_K / Q5_K: one m16n8k32 per 32-value sub-block j gives d_j = sum_i q_i a_i (q unsigned
-//    0..15 / 0..31) for the 16 x 8 tile; isum += sc_j * d_j. msum = sum_j m_j * sum_i a_i comes
-//    from a second m16n8k32 chain whose A holds m_j in every byte of sub-block j (accumulated in
-//    the mma's C). Equal to the dp4a kernels' m_j * bsums because quantize_q8k writes bsums as
-//    the exact sums of qs (the only producer of Q8K blocks).
+//    0..15 / 0..31) for the 16 x 8 tile; isum += sc_j * d_j. msum = sum_j m_j * bs_j with bs_j
+//    = bsums[2j] + bsums[2j+1] (as the dp4a kernels; quantize_q8k writes bsums as the exact sums
+//    of qs) from two m16n8k16 per block: A = m_j at k = j, B = bs_j split into 7-bit low and
+//    signed high bytes, msum = D_lo + 128 D_hi (matvec-mma.cuh).
 //  * Q6_K: one m16n8k16 per 16-value sub-block, A = stored - 32 (-32..31, the signed value),
 //    isum += sc_j * d_j  (the dp4a form sc_j * (sum stored*a - 32 bsum) is the same integer).
 //  * Q8_0 / Q4_0: one m16n8k32 per weight block k (A = int8 / nibble - 8) gives isum_k, folded
@@ -68,8 +68,8 @@ __device__ __forceinline__ int byte_of(uint32_t w, int j) { return (int)((w >> (
 // from the Q3_HD decoders of matvec-mma.cuh (tested on the CPU by tests_cpp/test-mma-fragments.cpp).
 template <uint32_t T> struct MmaBlock;
 
-// Q4_K / Q5_K: isum from one k32 mma per sub-block scaled by sc_j; msum from a k32 chain with
-// A = m_j in every byte of sub-block j; c_b = canon_block_q4k(da, d, dmin, isum, msum).
+// Q4_K / Q5_K: isum from one k32 mma per sub-block scaled by sc_j; msum from one k16 pair over
+// the activation bsums (mma_a_mins_k16 / mma_b_bsum_k16); c_b = canon_block_q4k(da, d, dmin, isum, msum).
 template <uint32_t T> struct MmaBlockK4 {
     __device__ __forceinline__ static void run(const uint8_t* wa, const uint8_t* wb, const block_q8k* const* bact,
                                                const block_q8k* const (*cact)[2], int64_t b, int t,
@@ -87,9 +87,6 @@ template <uint32_t T> struct MmaBlockK4 {
                 q[r] = (int)(T == GGML_TYPE_Q4_K ? mma_a_q4k(w, t, j, r >> 1) : mma_a_q5k(w, t, j, r >> 1));
             }
             const int sca = byte_of(sa[j >> 2], j & 3), scb = byte_of(sb[j >> 2], j & 3);
-            const int ma = byte_of(sa[2 + (j >> 2)], j & 3) * 0x01010101;
-            const int mb = byte_of(sb[2 + (j >> 2)], j & 3) * 0x01010101;
-            const int m[4] = {ma, mb, ma, mb};
 #pragma unroll
             for (int nt = 0; nt < kMmaNT; ++nt) {
                 const int b0 = (int)mma_b_packed(bact[nt] + b, t, j, 0), b1 = (int)mma_b_packed(bact[nt] + b, t, j, 1);
@@ -99,8 +96,16 @@ template <uint32_t T> struct MmaBlockK4 {
                 isum[nt][1] += sca * d[1];
                 isum[nt][2] += scb * d[2];
                 isum[nt][3] += scb * d[3];
-                mma_k32(msum[nt], m, b0, b1);
             }
+        }
+        const int ma = (int)mma_a_mins_k16(sa, t), mb = (int)mma_a_mins_k16(sb, t);  // rows g, g + 8
+#pragma unroll
+        for (int nt = 0; nt < kMmaNT; ++nt) {
+            int dh[4] = {0, 0, 0, 0};
+            mma_k16(msum[nt], ma, mb, (int)mma_b_bsum_k16(bact[nt] + b, t, 0));
+            mma_k16(dh, ma, mb, (int)mma_b_bsum_k16(bact[nt] + b, t, 1));
+#pragma unroll
+            for (int r = 0; r < 4; ++r) msum[nt][r] += 128 * dh[r];
         }
         const float d_a = canon_f16_to_f32(ld_u16(wa)), dmin_a = canon_f16_to_f32(ld_u16(wa + 2));
         const float d_b = canon_f16_to_f32(ld_u16(wb)), dmin_b = canon_f16_to_f32(ld_u16(wb + 2));
@@ -193,8 +198,9 @@ template <> struct MmaBlock<GGML_TYPE_Q4_0> : MmaBlockQ0<GGML_TYPE_Q4_0> {};
 // its bytes, placed so that the data keeps its global address modulo 16 (the decoders' 2- and
 // 4-byte alignment therefore holds in shared memory as in global memory; the tail chunk copies
 // only the bytes of the block, cp.async zero-fills the rest).
+constexpr int kMmaMinBlocks = 4;                        // blocks per SM (<= 128 registers)
 constexpr int kMmaStages = 2;                            // cp.async double buffer
-constexpr int kMmaActCopy = 4 + QK_K;                    // block_q8k bytes used: d, qs
+constexpr int kMmaActCopy = (int)sizeof(block_q8k);      // block_q8k bytes used: d, qs, bsums
 template <uint32_t T> struct MmaStage {
     static constexpr int kW = Q8KBlock<T>::kBytes;          // weight bytes per row and block
     static constexpr int kWChunks = (kW + 30) / 16;         // most 16-byte chunks of a window
@@ -220,7 +226,7 @@ __device__ __forceinline__ void stage_chunk(uint8_t* dst, const uint8_t* src, in
 }
 
 template <uint32_t T>
-__global__ void __launch_bounds__(kMmaWarps * kWarp)
+__global__ void __launch_bounds__(kMmaWarps * kWarp, kMmaMinBlocks)
     matvec_mma_kernel(const uint8_t* __restrict__ w, int64_t n_rows, int64_t nb, int64_t n_mat, int64_t n_slots,
                       int n_used, bool act_per_slot, SlotGroups g, int64_t n_units, const block_q8k* __restrict__ a,
                       float* __restrict__ out) {
@@ -247,14 +253,6 @@ __global__ void __launch_bounds__(kMmaWarps * kWarp)
             cnt = n_slots - start < kMmaSlots ? n_slots - start : kMmaSlots;
         }
         auto slot_at = [&](int64_t i) -> int64_t { return g.n_work ? (int64_t)g.perm[start + i] : start + i; };
-        int64_t cslot[kMmaNT][2];
-#pragma unroll
-        for (int nt = 0; nt < kMmaNT; ++nt)
-#pragma unroll
-            for (int e = 0; e < 2; ++e) {
-                const int ic = 8 * nt + mma_c_col(lane, e);
-                cslot[nt][e] = ic < cnt ? slot_at(ic) : -1;
-            }
         float res[kMmaNT][4];
         if (mat < 0 || mat >= n_mat) {  // block-uniform
 #pragma unroll
@@ -284,8 +282,9 @@ __global__ void __launch_bounds__(kMmaWarps * kWarp)
                                 kMmaActCopy, c);
                 }
             };
-            const uintptr_t wga = reinterpret_cast<uintptr_t>(wmat + (row_a < n_rows ? row_a : n_rows - 1) * row_bytes);
-            const uintptr_t wgb = reinterpret_cast<uintptr_t>(wmat + (row_b < n_rows ? row_b : n_rows - 1) * row_bytes);
+            // Window offsets of the lane's rows g, g + 8 at block 0 (block b: + b * kBytes, mod 16).
+            const int woa = mma_window_off(reinterpret_cast<uintptr_t>(wmat + (row_a < n_rows ? row_a : n_rows - 1) * row_bytes));
+            const int wob = mma_window_off(reinterpret_cast<uintptr_t>(wmat + (row_b < n_rows ? row_b : n_rows - 1) * row_bytes));
             float stk[kMmaNT][4][5];
 #pragma unroll
             for (int nt = 0; nt < kMmaNT; ++nt)
@@ -335,8 +334,8 @@ __global__ void __launch_bounds__(kMmaWarps * kWarp)
 #pragma unroll
                         for (int e = 0; e < 2; ++e) cact[nt][e] = act_in_stage(8 * nt + mma_c_col(lane, e));
                     }
-                    const uint8_t* wa = sw + ra * S::kWSlot + mma_window_off(wga + b * kBytes);
-                    const uint8_t* wb = sw + rb * S::kWSlot + mma_window_off(wgb + b * kBytes);
+                    const uint8_t* wa = sw + ra * S::kWSlot + mma_window_off(woa + b * kBytes);
+                    const uint8_t* wb = sw + rb * S::kWSlot + mma_window_off(wob + b * kBytes);
                     float c[kMmaNT][4];
                     MmaBlock<T>::run(wa, wb, bact, cact, 0, t, c);
 #pragma unroll
@@ -357,8 +356,8 @@ __global__ void __launch_bounds__(kMmaWarps * kWarp)
 #pragma unroll
             for (int r = 0; r < 4; ++r) {
                 const int64_t row = r < 2 ? row_a : row_b;
-                const int64_t s = cslot[nt][r & 1];
-                if (row < n_rows && s >= 0) out[s * n_rows + row] = res[nt][r];
+                const int ic = 8 * nt + mma_c_col(lane, r);  // the unit slot of C register r
+                if (row < n_rows && ic < cnt) out[slot_at(ic) * n_rows + row] = res[nt][r];
             }
     }
 }
