@@ -8,9 +8,10 @@
 // kTileSlots), or consecutive slots of a dense (ids-free) launch. Slots past the unit's count
 // compute a copy of its first slot and are not written; rows past n_rows compute the last row
 // and are not written; a unit whose matrix id is invalid writes NaN rows (as the dp4a kernels).
-// Every warp reads its weight rows and the unit's activation blocks straight from global memory
-// (the activations are shared by the block's warps through L1), 4 or 8 bytes per load, into
-// mma fragments (index maps in matvec-mma.cuh, checked by tests_cpp/test-mma-fragments.cpp).
+// The block stages, per 256-value block b, the weight blocks of its rows and the unit's activation
+// blocks in shared memory with 16-byte cp.async copies (double buffered: block b+1 in flight while
+// b is multiplied; the staging section below); the warps build their mma fragments from shared
+// memory (index maps in matvec-mma.cuh, checked by tests_cpp/test-mma-fragments.cpp).
 //
 // Per 256-value block b and (row, slot) the kernel forms exactly the integers of dot-canon.h:
 //  * Q4_K / Q5_K: one m16n8k32 per 32-value sub-block j gives d_j = sum_i q_i a_i (q unsigned
@@ -38,7 +39,7 @@
 namespace qwen3moe::cuda {
 
 namespace {
-constexpr int kMmaWarps = 4;               // warps per block (sm_90: Q4_K 164 registers, 3 blocks/SM)
+constexpr int kMmaWarps = 4;               // warps per block (sm_90: 128 registers, 4 blocks/SM)
 constexpr int kMmaRows = 16 * kMmaWarps;   // weight rows per block (16 per warp)
 constexpr int kMmaNT = 2;                  // n-tiles of 8 slots per unit
 constexpr int kMmaSlots = 8 * kMmaNT;      // slots per unit
@@ -193,7 +194,7 @@ template <> struct MmaBlock<GGML_TYPE_Q4_0> : MmaBlockQ0<GGML_TYPE_Q4_0> {};
 
 // ---- staging of one 256-value block in shared memory ----------------------------------------
 // A stage holds, for one activation block index b, the weight block b of the block's kMmaRows
-// rows and the activation block b (d and qs) of the unit's kMmaSlots slots. Each is copied as
+// rows and the activation block b (d, qs, bsums) of the unit's kMmaSlots slots. Each is copied as
 // its 16-byte "window" (mma_window_* in matvec-mma.cuh): the aligned 16-byte chunks that cover
 // its bytes, placed so that the data keeps its global address modulo 16 (the decoders' 2- and
 // 4-byte alignment therefore holds in shared memory as in global memory; the tail chunk copies
@@ -295,7 +296,7 @@ __global__ void __launch_bounds__(kMmaWarps * kWarp, kMmaMinBlocks)
                     res[nt][r] = 0.0f;
                 }
             int st = 0;
-            issue(0, 0);  // the first block visited: leaf 0 is lane 0, block 0
+            if (nb > 0) issue(0, 0);  // the first block visited: leaf 0 is lane 0, block 0
             cp_async_commit();
 #pragma unroll 1
             for (int i = 0; i < kCanonLanes; ++i) {
