@@ -130,6 +130,41 @@ Q3_HD uint32_t mma_b_k16(const block_q8k* ab, int t, int j) {
     return mma_ld4(reinterpret_cast<const uint8_t*>(ab->qs) + 16 * j + mma_k16_k(t, 0));
 }
 
+// ---- Q4_K / Q5_K msum = sum_j m_j * bs_j on the tensor cores (bs_j: sum of the 32 activation
+// values of sub-block j = bsums[2j] + bsums[2j+1], |bs_j| <= 32 * 127) ----------------------------
+// One m16n8k16 pair per block: A holds m_j at k = j (j < 8; k 8..15 zero), B holds bs_j split as
+// bs_j = 128 hi_j + lo_j (lo_j = bs_j & 127 in 0..127, hi_j = bs_j >> 7 in -32..31, both int8), so
+// msum = D(A, B_lo) + 128 D(A, B_hi), exact. k16 lane t holds k = 4t .. 4t+3: t = 0, 1 carry the
+// 8 sub-blocks, t = 2, 3 zeros. s: the row's k4_unpack_scale_words (s[2], s[3]: m 0..3, 4..7).
+Q3_HD uint32_t mma_a_mins_k16(const uint32_t (&s)[4], int t) {
+    return (t & 3) == 0 ? s[2] : (t & 3) == 1 ? s[3] : 0u;  // selects, not a dynamic index
+}
+// part 0: lo bytes, part 1: hi bytes of bs_{4t+e}. The bsums are 4-byte aligned (block + 260).
+Q3_HD uint32_t mma_b_bsum_k16(const block_q8k* ab, int t, int part) {
+    if ((t & 3) >= 2) return 0u;
+    uint32_t r = 0;
+    for (int e = 0; e < 4; ++e) {
+        const int j = 4 * (t & 3) + e;
+        const uint32_t w = mma_ld4(reinterpret_cast<const uint8_t*>(ab->bsums) + 4 * j);
+        const int bs = (int)(int16_t)(uint16_t)(w & 0xffffu) + (int)(int16_t)(uint16_t)(w >> 16);
+        const int v = part ? (bs >> 7) : (bs & 127);
+        r |= ((uint32_t)v & 0xffu) << (8 * e);
+    }
+    return r;
+}
+
+// ---- 16-byte staging windows (matvec-mma.cu) -------------------------------------------------
+// n bytes at address addr are copied to shared memory as the 16-byte chunks c = 0, 1, ... that
+// start at mma_window_base(addr); the data lands at offset mma_window_off(addr) of its slot, so
+// it keeps its address modulo 16. Chunk c holds mma_window_chunk_bytes bytes of the data run
+// (<= 0: the chunk is past the end and is not copied; the last chunk copies no byte past it).
+Q3_HD uintptr_t mma_window_base(uintptr_t addr) { return addr & ~(uintptr_t)15; }
+Q3_HD int mma_window_off(uintptr_t addr) { return (int)(addr & 15); }
+Q3_HD int mma_window_chunk_bytes(uintptr_t addr, int n, int c) {
+    const int rem = mma_window_off(addr) + n - 16 * c;
+    return rem < 16 ? rem : 16;
+}
+
 // ---- the canonical row tree, streamed ---------------------------------------------------------
 // canon_tree32(p) equals the balanced binary tree over the leaves x_i = p[bitrev5(i)]: after
 // its first level q[l] = p[l] + p[l + 16] (l < 16), and bitrev5(l) = 2 bitrev4(l), bitrev5(l + 16)

@@ -157,7 +157,7 @@ TEST_CASE("canon_tree_push over bit-reversed lanes gives canon_tree32 bit for bi
 // ---- host emulation of the kernel's tile arithmetic -------------------------------------------
 // Builds every lane's A/B registers with the kernel's decoders (matvec-mma.cuh), scatters them into
 // the tiles through the PTX fragment maps, multiplies, reads the products back through the C map,
-// combines them as matvec-mma.cu does (scales, msum chain, canon_block_*, lanes in bit-reversed
+// combines them as matvec-mma.cu does (scales, msum from the bsums, canon_block_*, lanes in bit-reversed
 // order through canon_tree_push) and compares with vec_dot_q8k bit for bit. This checks the
 // decoders, the A/B value orders and the combination on the CPU; the PTX maps themselves are the
 // documented ones (checked for shape above).
@@ -210,30 +210,41 @@ void tile_block_contrib(uint32_t type, const uint8_t* const (&w16)[16], const bl
     if (type == GGML_TYPE_Q4_K || type == GGML_TYPE_Q5_K) {
         int32_t isum[16][8] = {}, msum[16][8] = {};
         for (int j = 0; j < 8; ++j) {
-            uint32_t mr[32][4];
             for (int lane = 0; lane < 32; ++lane) {
                 const int t = lane & 3;
                 for (int r = 0; r < 4; ++r) {
                     const uint8_t* w = w16[mma_k32_a_row(lane, r)];
                     ar[lane][r] = type == GGML_TYPE_Q4_K ? mma_a_q4k(w, t, j, r >> 1) : mma_a_q5k(w, t, j, r >> 1);
-                    uint32_t s[4];
-                    k4_unpack_scale_words(mma_ld4(w + 4), mma_ld4(w + 8), mma_ld4(w + 12), s);
-                    mr[lane][r] = ((s[2 + (j >> 2)] >> (8 * (j & 3))) & 0xffu) * 0x01010101u;
                 }
                 for (int r = 0; r < 2; ++r) br[lane][r] = mma_b_packed(a8[mma_b_col(lane)], t, j, r);
             }
             emulate_mma(32, ar, br, d);
-            int32_t dm[16][8];
-            emulate_mma(32, mr, br, dm);
             for (int i = 0; i < 16; ++i) {
                 uint32_t s[4];
                 k4_unpack_scale_words(mma_ld4(w16[i] + 4), mma_ld4(w16[i] + 8), mma_ld4(w16[i] + 12), s);
                 const int sc = (int)((s[j >> 2] >> (8 * (j & 3))) & 0xffu);
-                for (int n = 0; n < 8; ++n) {
-                    isum[i][n] += sc * d[i][n];
-                    msum[i][n] += dm[i][n];
-                }
+                for (int n = 0; n < 8; ++n) isum[i][n] += sc * d[i][n];
             }
+        }
+        // msum: one k16 pair over the bsums, D_lo + 128 D_hi (as the kernel).
+        {
+            uint32_t mr[32][4] = {}, bl[32][2] = {}, bh[32][2] = {};
+            for (int lane = 0; lane < 32; ++lane) {
+                const int t = lane & 3;
+                for (int r = 0; r < 2; ++r) {
+                    const uint8_t* w = w16[mma_k16_a_row(lane, r)];
+                    uint32_t s[4];
+                    k4_unpack_scale_words(mma_ld4(w + 4), mma_ld4(w + 8), mma_ld4(w + 12), s);
+                    mr[lane][r] = mma_a_mins_k16(s, t);
+                }
+                bl[lane][0] = mma_b_bsum_k16(a8[mma_b_col(lane)], t, 0);
+                bh[lane][0] = mma_b_bsum_k16(a8[mma_b_col(lane)], t, 1);
+            }
+            int32_t dl[16][8], dh[16][8];
+            emulate_mma(16, mr, bl, dl);
+            emulate_mma(16, mr, bh, dh);
+            for (int i = 0; i < 16; ++i)
+                for (int n = 0; n < 8; ++n) msum[i][n] = dl[i][n] + 128 * dh[i][n];
         }
         for (int i = 0; i < 16; ++i)
             for (int n = 0; n < 8; ++n)
@@ -315,6 +326,10 @@ TEST_CASE("host emulation of the mma tile arithmetic equals vec_dot_q8k bit for 
             std::vector<float> x((size_t)n_tok * n);
             for (auto& v : x) v = nd(rng) * ((rng() % 97) == 0 ? 40.0f : 1.0f);
             for (int i = 0; i < 256; ++i) x[(size_t)n + i] = 0.0f;  // a zero block (d = 0)
+            for (int i = 0; i < 256; ++i) {  // saturated blocks: |bsums| at their extremes (bs_j = +-4064)
+                x[(size_t)2 * n + 256 * (nb - 1) + i] = 3.0f;
+                x[(size_t)3 * n + i] = -0.5f;
+            }
             std::vector<block_q8k> a((size_t)n_tok * nb);
             for (int t = 0; t < n_tok; ++t) quantize_row_q8k(x.data() + (size_t)t * n, a.data() + (size_t)t * nb, n);
             for (int r0 = 0; r0 < n_rows; r0 += 16)
@@ -345,5 +360,28 @@ TEST_CASE("host emulation of the mma tile arithmetic equals vec_dot_q8k bit for 
                             REQUIRE(bits(res[rr][ss]) == bits(want));
                         }
                 }
+        }
+}
+
+TEST_CASE("staging windows cover the data run, keep the address mod 16 and read nothing past it", "[mma]") {
+    for (uintptr_t base : {(uintptr_t)4096, (uintptr_t)4098, (uintptr_t)4100, (uintptr_t)4111})
+        for (int n : {144, 176, 210, 272, 292}) {
+            const uintptr_t wb = mma_window_base(base);
+            REQUIRE(wb % 16 == 0);
+            REQUIRE(wb + (uintptr_t)mma_window_off(base) == base);
+            // Every byte of [base, base + n) is copied by exactly one chunk; no chunk goes past the end.
+            std::vector<int> hit((size_t)n, 0);
+            const int max_chunks = (n + 30) / 16;
+            for (int c = 0; c < max_chunks + 2; ++c) {
+                const int bytes = mma_window_chunk_bytes(base, n, c);
+                if (bytes <= 0) continue;
+                REQUIRE(c < max_chunks);
+                REQUIRE(bytes <= 16);
+                const uintptr_t lo = wb + 16 * (uintptr_t)c, hi = lo + (uintptr_t)bytes;
+                REQUIRE(hi <= base + (uintptr_t)n);
+                for (uintptr_t x = lo; x < hi; ++x)
+                    if (x >= base) ++hit[(size_t)(x - base)];
+            }
+            for (int v : hit) REQUIRE(v == 1);
         }
 }

@@ -294,6 +294,8 @@ def test_matvec_q8k_mma_prefill(typ, n_tok):
     for act_per_slot in (False, True):
         x = _acts(rng, (n_slots if act_per_slot else n_tok, n))
         x[0, :256] = 0.0  # a zero activation block (d = 0)
+        x[-1, 256:512] = 3.0  # saturated blocks: every q = +-127, bsums at their extremes
+        x[1, :256] = -0.5
         xq = _q8k_bytes(x)
         want = np.full((n_slots, n_rows), np.nan, dtype=np.float32)
         for e in range(n_mat):
