@@ -179,7 +179,8 @@ private:
     DecodeGraph dec_graph_[2];        // [with_logits]
     DeviceBuffer dec_in_;             // [2] int32: token, position of the step
     DeviceBuffer dec_counters_;       // uint32 completion counters (kept zero): attention [n_head_kv],
-                                      // router [1], SwiGLU chunks [n_expert_used][n_ff_exp / 256]
+                                      // router [1], down's next norm [1], SwiGLU chunks
+                                      // [n_expert_used][n_ff_exp / 256]
     DeviceBuffer dec_logits_;         // [n_vocab] f32
     cudaEvent_t timer_ev_[2] = {nullptr, nullptr};  // benchmark timer: start, stop
 };
@@ -284,7 +285,7 @@ CudaBackend::CudaBackend(const HParams& hp, ActMode mode, int n_ctx, const RopeT
         memset_device(v_cache_.get(), 0, v_cache_.size(), stream_);
         ensure_capacity(1);
         dec_in_ = DeviceBuffer(2 * sizeof(int32_t));
-        dec_counters_ = DeviceBuffer((size_t)(hp.n_head_kv + 1 + hp.n_expert_used * (hp.n_ff_exp / QK_K + 1)) *
+        dec_counters_ = DeviceBuffer((size_t)(hp.n_head_kv + 2 + hp.n_expert_used * (hp.n_ff_exp / QK_K + 1)) *
                                      sizeof(unsigned));
         memset_device(dec_counters_.get(), 0, dec_counters_.size(), stream_);
         dec_logits_ = DeviceBuffer((size_t)hp.n_vocab * sizeof(float));
@@ -672,6 +673,7 @@ void CudaBackend::enqueue_decode(const Weights& w, bool with_logits) {
         a.n_mat = 3;
         a.norm_out = buf(Act::norm);
         a.norm_q8 = norm_q8;
+        if (il > 0) a.in_q8 = norm_q8;  // made by the previous layer's dec_down
         dec_norm_matvec(a, stream_, pdl);
 
         DecAttnArgs at;
@@ -749,7 +751,7 @@ void CudaBackend::enqueue_decode(const Weights& w, bool with_logits) {
         gu.up_out = buf(Act::expert_up);
         gu.swiglu_out = buf(Act::expert_swiglu);
         gu.swiglu_q8 = bufs_.hidden_q8.as<block_q8k>();
-        gu.counters = dec_counters_.as<unsigned>() + hp_.n_head_kv + 1;
+        gu.counters = dec_counters_.as<unsigned>() + hp_.n_head_kv + 2;
         dec_gate_up(gu, stream_, pdl);
 
         DecDownArgs dd;
@@ -766,11 +768,16 @@ void CudaBackend::enqueue_decode(const Weights& w, bool with_logits) {
         dd.moe_out = buf(Act::moe_out);
         dd.residual = buf(Act::ffn_inp);
         dd.x_out = buf(Act::x);
+        // The next norm (the next layer's attn_norm, or output_norm after the last layer).
+        dd.next_norm_w = il + 1 < hp_.n_layer ? norm(w.layers[il + 1].attn_norm) : norm(w.output_norm);
+        dd.next_eps = hp_.rms_eps;
+        dd.next_norm_out = buf(Act::norm);
+        dd.next_norm_q8 = norm_q8;
+        dd.counter = dec_counters_.as<unsigned>() + hp_.n_head_kv + 1;
         dec_down(dd, stream_, pdl);
     }
     if (!with_logits) return;
-    // Final norm + LM head: the op-by-op kernels (plain launches: they wait for the layers).
-    rms_norm_q8k(buf(Act::x), norm(w.output_norm), buf(Act::norm), norm_q8, 1, E, hp_.rms_eps, stream_);
+    // LM head on the final norm's Q8K blocks (made by the last dec_down); a plain launch.
     const DevWeight& out = weight(w.output);
     const MatvecArgs p = args_for(out, 1, dec_logits_.as<float>());
     if (matvec_uses_q8(out.type, mode_))

@@ -90,11 +90,14 @@ Q3_HD int64_t q8k_row_bytes(uint32_t type, int64_t n) {
 // shared q_sh [n / 256], exactly as rms_norm_q8k. x (global, 16-byte aligned) is first copied to
 // y_sh with 16-byte loads, so the canonical strided sum reads shared memory, not a chain of
 // global loads. Ends with __syncthreads.
+// kBypassL1: read x with ld.global.cg (x was written by other blocks of the running kernel).
+template <bool kBypassL1 = false>
 __device__ __forceinline__ void block_rms_norm_q8k(const float* x, const float* w, int64_t n, float eps, float* y_sh,
                                                    block_q8k* q_sh) {
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & (kWarp - 1), n_warps = blockDim.x >> 5;
     for (int64_t i = threadIdx.x; i < n / 4; i += blockDim.x)
-        reinterpret_cast<float4*>(y_sh)[i] = reinterpret_cast<const float4*>(x)[i];
+        reinterpret_cast<float4*>(y_sh)[i] =
+            kBypassL1 ? __ldcg(reinterpret_cast<const float4*>(x) + i) : reinterpret_cast<const float4*>(x)[i];
     __shared__ float sc_sh;
     __syncthreads();
     if (warp == 0) {

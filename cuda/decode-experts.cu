@@ -8,7 +8,9 @@
 //    after its own wait), so the expert ids are read and the block's rows of the k down
 //    matrices prefetched before waiting for dec_gate_up; then warp w computes slots w, w + 8, ... of
 //    the block's rows, then one thread per row the combine moe[d] = canon_fma(w_r, y_r[d], moe[d]) in rank order from +0.0f and
-//    the residual x[d] = ffn_inp[d] + moe[d] — the values of matvec + moe_combine + add.
+//    the residual x[d] = ffn_inp[d] + moe[d] — the values of matvec + moe_combine + add; then the
+//    last block to finish (atomic counter) computes the next RMSNorm of x and its Q8K blocks
+//    (the next layer's attn_norm or output_norm, as rms_norm_q8k).
 // A slot whose id is outside [0, n_mat) gets NaN rows, as the op-by-op kernels.
 #include <stdexcept>
 #include <string>
@@ -116,6 +118,24 @@ __global__ void __launch_bounds__(kDecThreads) dec_down_kernel(DecDownArgs p) {
         p.moe_out[d] = acc;
         p.x_out[d] = p.residual[d] + acc;
     }
+    if (!p.next_norm_w) return;
+    // The last block to finish normalises the whole new x for the next consumer.
+    __shared__ bool last_sh;
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) last_sh = atomicAdd(p.counter, 1u) == gridDim.x - 1;
+    __syncthreads();
+    if (!last_sh) return;
+    __threadfence();
+    extern __shared__ __align__(16) unsigned char smem[];
+    float* ny_sh = reinterpret_cast<float*>(smem);
+    block_q8k* nq_sh = reinterpret_cast<block_q8k*>(smem + p.n_out * sizeof(float));
+    block_rms_norm_q8k<true>(p.x_out, p.next_norm_w, p.n_out, p.next_eps, ny_sh, nq_sh);
+    for (int64_t i = threadIdx.x; i < p.n_out; i += blockDim.x) p.next_norm_out[i] = ny_sh[i];
+    const int* src = reinterpret_cast<const int*>(nq_sh);
+    int* dst = reinterpret_cast<int*>(p.next_norm_q8);
+    for (int64_t i = threadIdx.x; i < p.n_out / QK_K * (int64_t)sizeof(block_q8k) / 4; i += blockDim.x) dst[i] = src[i];
+    if (threadIdx.x == 0) *p.counter = 0u;  // ready for the next launch
 }
 }  // namespace
 
@@ -136,7 +156,15 @@ void dec_down(const DecDownArgs& p, void* stream, bool pdl) {
     if (!dec_q8k_type(p.type))
         throw UnsupportedType(std::string("dec_down: no fused decode dot for ") + ggml_type_name(p.type));
     if (!p.hidden_q8) throw std::invalid_argument("dec_down: null input");
-    launch_dec(dec_down_kernel, dim3(ceil_div_u(p.n_out, kDownRows)), 0, stream, pdl, p);
+    size_t smem = 0;
+    if (p.next_norm_w) {
+        if (p.n_out % QK_K != 0 || !p.next_norm_out || !p.next_norm_q8 || !p.counter)
+            throw std::invalid_argument("dec_down: the next norm needs n_out % 256 == 0, outputs and a counter");
+        smem = (size_t)p.n_out * sizeof(float) + (size_t)(p.n_out / QK_K) * sizeof(block_q8k);
+        if (smem > kDecMaxSmem - kMaxSlots * (sizeof(int64_t) + kDownRows * sizeof(float)))
+            throw std::invalid_argument("dec_down: row too long for the fused next norm");
+    }
+    launch_dec(dec_down_kernel, dim3(ceil_div_u(p.n_out, kDownRows)), smem, stream, pdl, p);
 }
 
 }  // namespace qwen3moe::cuda

@@ -1,7 +1,7 @@
 // decode-matvec.cu — the decode step's dense matvecs with their neighbours fused in:
 //  * dec_norm_matvec: RMSNorm + Q8K quantisation of the input row (computed by every block in
-//    shared memory: 2,048 values cost far less than a launch) and the rows of up to three
-//    matrices (q, k, v) in one grid;
+//    shared memory, or made already by the previous layer's dec_down) and the rows of up to
+//    three matrices (q, k, v) in one grid;
 //  * dec_matvec_add: Q8K quantisation of the input (every block, unless the attention already
 //    made the Q8K blocks), the matvec and the residual
 //    add (attn_output projection + ffn_inp).
@@ -43,9 +43,13 @@ __global__ void __launch_bounds__(kDecThreads) dec_norm_matvec_kernel(DecNormMat
     }
     pdl_wait();
     pdl_launch_next();
-    block_rms_norm_q8k(p.x, p.norm_w, p.n, p.eps, y_sh, q_sh);
     const int64_t nb = p.n / QK_K;
-    if (blockIdx.x == 0) {
+    const block_q8k* a = p.in_q8;
+    if (!a) {
+        block_rms_norm_q8k(p.x, p.norm_w, p.n, p.eps, y_sh, q_sh);
+        a = q_sh;
+    }
+    if (!p.in_q8 && blockIdx.x == 0) {
         if (p.norm_out)
             for (int64_t i = threadIdx.x; i < p.n; i += blockDim.x) p.norm_out[i] = y_sh[i];
         if (p.norm_q8) {
@@ -61,7 +65,7 @@ __global__ void __launch_bounds__(kDecThreads) dec_norm_matvec_kernel(DecNormMat
         if (m >= p.n_mat) break;  // warp-uniform
         const DecMatrix& M = p.mat[m];
         const uint8_t* wrow = static_cast<const uint8_t*>(M.w) + r * q8k_row_bytes(M.type, p.n);
-        const float v = warp_row_dot_q8k_any(M.type, wrow, q_sh, nb);
+        const float v = warp_row_dot_q8k_any(M.type, wrow, a, nb);
         if (lane == 0) M.out[r] = v;
     }
 }
@@ -106,7 +110,7 @@ bool dec_q8k_type(uint32_t type) { return matvec_q8k_supported(type); }
 void dec_norm_matvec(const DecNormMatvecArgs& p, void* stream, bool pdl) {
     if (p.n <= 0 || p.n % QK_K != 0) throw std::invalid_argument("dec_norm_matvec: n must be a positive multiple of 256");
     if (p.n_mat < 1 || p.n_mat > 3) throw std::invalid_argument("dec_norm_matvec: 1..3 matrices");
-    const size_t smem = (size_t)p.n * sizeof(float) + (size_t)(p.n / QK_K) * sizeof(block_q8k);
+    const size_t smem = p.in_q8 ? 0 : (size_t)p.n * sizeof(float) + (size_t)(p.n / QK_K) * sizeof(block_q8k);
     if (smem > kDecMaxSmem) throw std::invalid_argument("dec_norm_matvec: row too long for the fused kernel");
     int64_t rows = 0;
     for (int m = 0; m < p.n_mat; ++m) {

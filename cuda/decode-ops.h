@@ -33,6 +33,8 @@ struct DecNormMatvecArgs {
     const float* norm_w = nullptr;  // [n] norm weight
     float eps = 0.0f;               // RMSNorm epsilon
     int64_t n = 0;                  // values per row (multiple of 256)
+    const block_q8k* in_q8 = nullptr;  // optional [n/256]: the norm's Q8K blocks, already made
+                                       // (then x, norm_w, norm_out, norm_q8 are not used)
     DecMatrix mat[3];               // matrices (Q8K-dot types), rows of n values
     int n_mat = 0;                  // 1..3
     float* norm_out = nullptr;      // optional [n]: the normed row
@@ -144,6 +146,13 @@ struct DecDownArgs {
     float* moe_out = nullptr;        // [n_out]
     const float* residual = nullptr; // [n_out] ffn_inp
     float* x_out = nullptr;          // [n_out] layer output
+    // Optional: the next RMSNorm of x_out (the next layer's attn_norm, or output_norm), computed
+    // by the last block to finish (atomic counter) as rms_norm_q8k.
+    const float* next_norm_w = nullptr;  // [n_out]
+    float next_eps = 0.0f;
+    float* next_norm_out = nullptr;      // [n_out]
+    block_q8k* next_norm_q8 = nullptr;   // [n_out/256]
+    unsigned* counter = nullptr;         // zero before the first launch (left zero)
 };
 void dec_down(const DecDownArgs& args, void* stream, bool pdl);
 
