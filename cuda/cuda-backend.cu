@@ -176,6 +176,8 @@ private:
     std::string dec_reason_;          // why the fused path is off
     bool dec_pdl_ = false;            // programmatic dependent launch between its kernels
     int dec_split_ = 1;               // attention blocks per KV head
+    bool dec_next_norm_ = true;       // dec_down computes the next norm (else the q/k/v kernel)
+    bool dec_attn_q8_ = true;         // the attention writes attn_out's Q8K blocks (else the o-proj)
     DecodeGraph dec_graph_[2];        // [with_logits]
     DeviceBuffer dec_in_;             // [2] int32: token, position of the step
     DeviceBuffer dec_counters_;       // uint32 completion counters (kept zero): attention [n_head_kv],
@@ -673,7 +675,7 @@ void CudaBackend::enqueue_decode(const Weights& w, bool with_logits) {
         a.n_mat = 3;
         a.norm_out = buf(Act::norm);
         a.norm_q8 = norm_q8;
-        if (il > 0) a.in_q8 = norm_q8;  // made by the previous layer's dec_down
+        if (il > 0 && dec_next_norm_) a.in_q8 = norm_q8;  // made by the previous layer's dec_down
         dec_norm_matvec(a, stream_, pdl);
 
         DecAttnArgs at;
@@ -698,7 +700,8 @@ void CudaBackend::enqueue_decode(const Weights& w, bool with_logits) {
         at.n_head_kv = hp_.n_head_kv;
         at.hd = hp_.head_dim;
         at.out = buf(Act::attn_out);
-        const bool attn_q8 = (hp_.n_head / hp_.n_head_kv) * hp_.head_dim % QK_K == 0 && bufs_.q8[(int)Act::attn_out].get();
+        const bool attn_q8 = dec_attn_q8_ && (hp_.n_head / hp_.n_head_kv) * hp_.head_dim % QK_K == 0 &&
+                             bufs_.q8[(int)Act::attn_out].get();
         at.out_q8 = attn_q8 ? bufs_.q8[(int)Act::attn_out].as<block_q8k>() : nullptr;
         at.scratch = attn_scratch_.as<float>();
         at.counters = dec_counters_.as<unsigned>();
@@ -769,7 +772,8 @@ void CudaBackend::enqueue_decode(const Weights& w, bool with_logits) {
         dd.residual = buf(Act::ffn_inp);
         dd.x_out = buf(Act::x);
         // The next norm (the next layer's attn_norm, or output_norm after the last layer).
-        dd.next_norm_w = il + 1 < hp_.n_layer ? norm(w.layers[il + 1].attn_norm) : norm(w.output_norm);
+        if (dec_next_norm_)
+            dd.next_norm_w = il + 1 < hp_.n_layer ? norm(w.layers[il + 1].attn_norm) : norm(w.output_norm);
         dd.next_eps = hp_.rms_eps;
         dd.next_norm_out = buf(Act::norm);
         dd.next_norm_q8 = norm_q8;
@@ -777,7 +781,9 @@ void CudaBackend::enqueue_decode(const Weights& w, bool with_logits) {
         dec_down(dd, stream_, pdl);
     }
     if (!with_logits) return;
-    // LM head on the final norm's Q8K blocks (made by the last dec_down); a plain launch.
+    // LM head on the final norm's Q8K blocks (made by the last dec_down, or here); plain launches.
+    if (!dec_next_norm_)
+        rms_norm_q8k(buf(Act::x), norm(w.output_norm), buf(Act::norm), norm_q8, 1, E, hp_.rms_eps, stream_);
     const DevWeight& out = weight(w.output);
     const MatvecArgs p = args_for(out, 1, dec_logits_.as<float>());
     if (matvec_uses_q8(out.type, mode_))
@@ -824,8 +830,14 @@ bool CudaBackend::decode_step(const Weights& w, int32_t token, int pos, float* l
             return false;
         }
         dec_pdl_ = dec_device_has_pdl(device_);
-        if (const char* e = std::getenv("QWEN3MOE_CUDA_PDL"))  // 0: plain launches (profiling aid)
-            if (std::string(e) == "0") dec_pdl_ = false;
+        // A/B switches of the fused step's variants (all give the same bits): 0 turns one off.
+        auto env_on = [](const char* name) {
+            const char* e = std::getenv(name);
+            return !(e && std::string(e) == "0");
+        };
+        if (!env_on("QWEN3MOE_CUDA_PDL")) dec_pdl_ = false;              // plain launches
+        dec_next_norm_ = env_on("QWEN3MOE_CUDA_DEC_NEXT_NORM");          // next norm in dec_down
+        dec_attn_q8_ = env_on("QWEN3MOE_CUDA_DEC_ATTN_Q8");              // attn_out Q8K in attention
         int sms = 0;
         if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device_) != cudaSuccess) {
             cudaGetLastError();
