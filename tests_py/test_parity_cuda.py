@@ -392,6 +392,25 @@ def test_fused_decode_logits_every_step(model_pair, model_id):
     assert not failures, "decode differs from the CPU:\n" + "\n".join(failures)
 
 
+@pytest.mark.parametrize("switches", [{"QWEN3MOE_CUDA_DEC_NEXT_NORM": "0"}, {"QWEN3MOE_CUDA_DEC_ATTN_Q8": "0"},
+                                      {"QWEN3MOE_CUDA_PDL": "0"}])
+def test_fused_decode_variants(model_paths, monkeypatch, switches):
+    # The fused step's A/B variants (bench/decode_ab.sh) compute the same values as the default.
+    for k, v in switches.items():
+        monkeypatch.setenv(k, v)
+    path = model_paths("wide-Q4_K_M")
+    cpu = qwen3moe.load(path, device="cpu", n_ctx=N_CTX)
+    gpu = qwen3moe.load(path, device="cuda", n_ctx=N_CTX)
+    try:
+        p = np.random.default_rng(91).integers(0, _n_vocab(cpu), size=120, dtype=np.int64)
+        failures = _fused_decode_vs_cpu(cpu, gpu, p, 24)
+        assert gpu.decode_path.startswith("cuda-graph"), gpu.decode_path
+        assert not failures, "\n".join(failures)
+    finally:
+        cpu.close()
+        gpu.close()
+
+
 @pytest.mark.parametrize("split", ["1", "3", ""])
 def test_fused_decode_across_attention_tiles(model_paths, monkeypatch, split):
     # Positions 250..330 cross key tiles 2 and 3; with 1 or 3 attention blocks per KV head each
