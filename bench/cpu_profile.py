@@ -42,14 +42,9 @@ from qwen3moe import _core  # noqa: E402
 
 def cpu_name() -> str:
     """Model name from /proc/cpuinfo (or the platform string)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    from qwen3moe.bench import _cpu_info
+
+    return _cpu_info() or platform.machine()
 
 
 def thp_mode() -> str:

@@ -34,19 +34,8 @@ constexpr int kMaxHeadDim = 256;
 constexpr int kKeys = 32;             // keys per score item (one per lane)
 constexpr int kSubs = kAttnTile / kKeys;  // score items per tile
 
-template <bool F16>
-__device__ __forceinline__ float kv_val(const void* cache, int64_t i) {
-    if constexpr (F16) {
-        const uint16_t h = static_cast<const uint16_t*>(cache)[i];
-        if ((h & 0x7c00u) == 0x7c00u && (h & 0x03ffu) != 0u) return canon_f16_to_f32(h);  // NaN
-        return __half2float(__ushort_as_half(h));
-    } else {
-        return static_cast<const float*>(cache)[i];
-    }
-}
-
 // Rows [0, n_rows) x columns [0, n_cols) of the cache block starting at element `base` (row
-// stride kv_row elements) -> dst[j * ld + c] as f32 (kv_val's exact widening). 8-element chunks
+// stride kv_row elements) -> dst[j * ld + c] as f32 (the exact widening: hardware conversion, NaN patterns canonical). 8-element chunks
 // with 16-byte loads, up to 4 chunks per thread loaded before any is converted.
 // n_cols % 8 == 0; base and kv_row multiples of 8.
 template <bool F16>
