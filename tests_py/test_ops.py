@@ -160,6 +160,18 @@ def test_router_topk_ties_lower_index_first():
     assert idx.tolist() == [0, 1, 2, 3, 4]
 
 
+@pytest.mark.parametrize("n,k", [(128, 8), (1000, 64), (4096, 16), (5000, 12)])
+def test_router_topk_many_experts_and_ties(n, k):
+    # Up to 4096 experts take the bitmap of picked experts, more the scan of the picked ranks:
+    # both must give the reference order (descending p, ties to the lower index).
+    for _ in range(3):
+        p = RNG.integers(0, 6, n).astype(F32) / F32(8)  # few distinct values: many ties
+        idx, w = ops.router_topk(p, k)
+        ref_idx, ref_w = cn.router_topk(p, k)
+        assert idx.tolist() == ref_idx.tolist()
+        assert_bits(w, ref_w, "router weights")
+
+
 @pytest.mark.parametrize("n,k", [(16, 4), (128, 8), (8, 8), (5, 1)])
 def test_moe_router(n, k):
     for _ in range(5):

@@ -20,6 +20,10 @@
 
 namespace qwen3moe {
 
+namespace {
+constexpr int kParallelRouterTokens = 16;  // batches at least this long route tokens in parallel
+}  // namespace
+
 CpuBackend::CpuBackend(const HParams& hp, ActMode mode, int n_ctx, int n_threads, const RopeTable& rope)
     : hp_(hp), mode_(mode), n_ctx_(n_ctx), pool_(n_threads), rope_(rope),
       kv_(hp.n_layer, n_ctx, hp.kv_dim(), mode == ActMode::q8),
@@ -232,7 +236,13 @@ void CpuBackend::router_topk() {
     float* p = buf(Act::router_probs);
     int32_t* idx = indices();
     float* w = buf(Act::router_weights);
-    for (int t = 0; t < T_; ++t) moe_router(l + (int64_t)t * ne, ne, k, p + (int64_t)t * ne, idx + (int64_t)t * k, w + (int64_t)t * k);
+    auto route = [&](int64_t t0, int64_t t1) {
+        for (int64_t t = t0; t < t1; ++t) moe_router(l + t * ne, ne, k, p + t * ne, idx + t * k, w + t * k);
+    };
+    if (T_ >= kParallelRouterTokens)
+        pool_.parallel_for(T_, route);  // tokens are independent: the same values per token
+    else
+        route(0, T_);
 }
 
 void CpuBackend::moe_experts(const Tensor& gate_exps, const Tensor& up_exps, const Tensor& down_exps, Act in) {
