@@ -21,7 +21,8 @@
 namespace qwen3moe {
 
 namespace {
-constexpr int kParallelRouterTokens = 16;  // batches at least this long route tokens in parallel
+constexpr int kParallelRouterTokens = 16;      // batches at least this long route tokens in parallel
+constexpr int64_t kParallelAddValues = 1 << 16;  // residual adds at least this long run in parallel
 }  // namespace
 
 CpuBackend::CpuBackend(const HParams& hp, ActMode mode, int n_ctx, int n_threads, const RopeTable& rope)
@@ -226,7 +227,14 @@ void CpuBackend::add(Act a, Act b, Act out) {
     const float* x = buf(a);
     const float* y = buf(b);
     float* z = buf(out);
-    for (int64_t i = 0; i < n; ++i) z[i] = x[i] + y[i];  // Rule: residual = x + y (one rounding)
+    // Rule: residual = x + y (one rounding per element, so any split gives the same values).
+    auto add_range = [&](int64_t i0, int64_t i1) {
+        for (int64_t i = i0; i < i1; ++i) z[i] = x[i] + y[i];
+    };
+    if (n >= kParallelAddValues)
+        pool_.parallel_for(n, add_range);
+    else
+        add_range(0, n);
     invalidate(out);
 }
 
