@@ -6,7 +6,8 @@
 // change, so this is safe before the previous kernel finished), then waits for the previous
 // kernel (griddepcontrol.wait: it has completed and its writes are visible), then lets the
 // next kernel launch (griddepcontrol.launch_dependents) and computes. Nothing is written and
-// no activation is read before the wait. Without PDL (older GPUs, or a launch without the
+// no activation is read before the wait (one exception, argued in decode-experts.cu: dec_down
+// reads the router's expert ids, whose kernel has completed by then). Without PDL (older GPUs, or a launch without the
 // attribute) the wait returns at once and the prefetch is a plain hint.
 //
 // The arithmetic is unchanged: every value is computed by the same canonical device functions

@@ -6,9 +6,10 @@
 //    (atomic counter) quantises that chunk to Q8K (quantize_q8k's bits) for the down projection.
 //  * dec_down: the router is complete when this kernel starts (dec_gate_up lets it launch only
 //    after its own wait), so the expert ids are read and the block's rows of the k down
-//    matrices prefetched before waiting for dec_gate_up; then warp w computes slots w, w + 8, ... of
-//    the block's rows, then one thread per row the combine moe[d] = canon_fma(w_r, y_r[d], moe[d]) in rank order from +0.0f and
-//    the residual x[d] = ffn_inp[d] + moe[d] — the values of matvec + moe_combine + add; then the
+//    matrices prefetched before waiting for dec_gate_up; then warp w computes slots w, w + 8, ...
+//    of the block's rows, and one thread per row the combine moe[d] = canon_fma(w_r, y_r[d],
+//    moe[d]) in rank order from +0.0f and the residual x[d] = ffn_inp[d] + moe[d] — the values
+//    of matvec + moe_combine + add; then (when asked) the
 //    last block to finish (atomic counter) computes the next RMSNorm of x and its Q8K blocks
 //    (the next layer's attn_norm or output_norm, as rms_norm_q8k).
 // A slot whose id is outside [0, n_mat) gets NaN rows, as the op-by-op kernels.
