@@ -242,6 +242,45 @@ TEST_CASE("Q8K dots: every SIMD level and the multi-token path give the scalar b
     cpu_tuning_set("few_tokens", 1);
 }
 
+TEST_CASE("Q8K dots: short rows and every token count 1..17 give the scalar bits", "[quant]") {
+    // The AVX-512 short-row kernel (nb <= 8 blocks: (token, block) pairs packed 8 to a vector,
+    // chunks of 64 / nb tokens) and the few-token chunks: nb = 1, 3, 8 (short) and 9 (not),
+    // token counts that are and are not multiples of 8 or of the chunk, 5 rows; a row whose
+    // blocks are all zero (every lane -0/+0 handling) and an all-zero activation block.
+    RestoreLevel restore;
+    std::mt19937 rng(11);
+    for (uint32_t type : {(uint32_t)GGML_TYPE_Q4_K, (uint32_t)GGML_TYPE_Q5_K, (uint32_t)GGML_TYPE_Q6_K}) {
+        for (int64_t nb : {1, 3, 8, 9}) {
+            const int64_t n = 256 * nb;
+            const int rows = 5;
+            const int max_tok = 23;  // nb = 3: chunks of 21 tokens; 22, 23 cross one
+            std::vector<uint8_t> w = random_weights(rng, type, rows * n, 0.02f);
+            const int64_t rb = (int64_t)w.size() / rows;
+            std::memset(w.data() + 2 * rb, 0, (size_t)rb);  // row 2: all-zero blocks
+            std::vector<float> x = random_floats(rng, n * max_tok, 2.5f);
+            for (int i = 0; i < 256; ++i) x[(size_t)(n + i)] = 0.0f;  // token 1, block 0: zero
+            std::vector<block_q8k> a((size_t)(max_tok * nb));
+            quantize_row_q8k(x.data(), a.data(), n * max_tok);
+            std::vector<float> ref((size_t)(rows * max_tok));
+            set_simd_level("scalar");
+            for (int r = 0; r < rows; ++r)
+                for (int t = 0; t < max_tok; ++t)
+                    ref[(size_t)(t * rows + r)] = vec_dot_q8k(type, w.data() + r * rb, a.data() + t * nb, n);
+            for (const std::string& lv : levels()) {
+                set_simd_level(lv.c_str());
+                for (int n_tok = 1; n_tok <= max_tok; ++n_tok) {
+                    if (n_tok > 17 && n_tok < 22) continue;
+                    INFO("type " << ggml_type_name(type) << " nb " << nb << " level " << lv << " n_tok " << n_tok);
+                    std::vector<float> got((size_t)(rows * n_tok));
+                    for (int r = 0; r < rows; ++r)
+                        vec_dot_q8k_multi(type, w.data() + r * rb, a.data(), nb, n_tok, n, got.data() + r, rows);
+                    for (size_t i = 0; i < got.size(); ++i) REQUIRE(same(got[i], ref[i]));
+                }
+            }
+        }
+    }
+}
+
 TEST_CASE("Q8K dot equals the canonical block expression on a hand-built case", "[quant]") {
     RestoreLevel restore;
     // Q6_K block with every code 63 (value +31) and scale 2, d = 0.5; activations all 1 (d = 0.25).
