@@ -364,7 +364,9 @@ void dot_rows_small(const void* w_row, const block_q8k* a, int64_t a_stride, int
             const __m256 da = _mm256_i32gather_ps(&at[0].d, _mm256_load_si256((const __m256i*)(off + 8 * g)), 4);
             const __m256 c = K::canon_x8(da, _mm256_load_ps(dp + 8 * g), _mm256_load_ps(dmp + 8 * g),
                                          reduce_i32x8x8(is + 8 * g), reduce_i32x8x8(ms + 8 * g));
-            _mm256_store_ps(cb + 8 * g, _mm256_add_ps(zero, c));  // canon_row_add onto +0.0f
+            // canon_row_add onto +0.0f would be 0.0f + c; with nb <= 8 (< 16) the tree's first step
+            // adds +0.0f (lane b + 16) to every live lane anyway, so the extra add cannot change a bit
+            _mm256_store_ps(cb + 8 * g, c);
         }
         const __mmask8 live = (__mmask8)((1u << nbi) - 1u);
         for (int j = 0; j < nt; ++j)
