@@ -35,7 +35,7 @@ int main(int argc, char** argv) {
     const int rows = 256;
     std::printf("level %s, %d rows, ns per (block, token): best / median of %d\n", simd_level(), rows, reps);
     for (uint32_t type : {(uint32_t)GGML_TYPE_Q4_K, (uint32_t)GGML_TYPE_Q6_K}) {
-        for (int64_t n : {768, 2048}) {
+        for (int64_t n : {768, 2048, 4096}) {
             std::vector<float> wf((size_t)(rows * n));
             for (float& v : wf) v = nd(rng) * 0.02f;
             const int64_t rb = ggml_type_traits(type)->type_size * (n / 256);

@@ -243,14 +243,15 @@ TEST_CASE("Q8K dots: every SIMD level and the multi-token path give the scalar b
 }
 
 TEST_CASE("Q8K dots: short rows and every token count 1..17 give the scalar bits", "[quant]") {
-    // The AVX-512 short-row kernel (nb <= 8 blocks: (token, block) pairs packed 8 to a vector,
-    // chunks of 64 / nb tokens) and the few-token chunks: nb = 1, 3, 8 (short) and 9 (not),
+    // The AVX-512 short-row kernel (nb <= 16 blocks: (token, block) pairs packed 8 to a vector,
+    // chunks of 64 / nb tokens, 8 for nb > 8) and the few-token chunks: nb = 1, 3, 8, 9, 16
+    // (short) and 17 (not),
     // token counts that are and are not multiples of 8 or of the chunk, 5 rows; a row whose
     // blocks are all zero (every lane -0/+0 handling) and an all-zero activation block.
     RestoreLevel restore;
     std::mt19937 rng(11);
     for (uint32_t type : {(uint32_t)GGML_TYPE_Q4_K, (uint32_t)GGML_TYPE_Q5_K, (uint32_t)GGML_TYPE_Q6_K}) {
-        for (int64_t nb : {1, 3, 8, 9}) {
+        for (int64_t nb : {1, 3, 8, 9, 16, 17}) {
             const int64_t n = 256 * nb;
             const int rows = 5;
             const int max_tok = 23;  // nb = 3: chunks of 21 tokens; 22, 23 cross one

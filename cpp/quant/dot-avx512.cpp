@@ -329,54 +329,56 @@ void dot_rows_few(const void* w_row, const block_q8k* a, int64_t a_stride, int n
     for (int j = 0; j < n_tok; ++j) out[(int64_t)j * out_stride] = tree32_mem(p[j]);
 }
 
-// Short rows (nb <= 8 blocks: the experts' down rows of 768 values = 3 blocks, the 2048-wide
-// gate/up/q/k/v rows = 8 blocks): every canonical lane gets at most one block, so lane b of
-// token t is exactly 0.0f + c_(b, t) and lanes nb..31 stay +0.0f. The (token, block) pairs of a
+// Short rows (nb <= 16 blocks: the experts' down rows of 768 values = 3 blocks, the 2048-wide
+// gate/up/q/k/v rows = 8, the 4096-wide o-proj rows = 16): every canonical lane gets at most one
+// block, so lane b of token t is exactly 0.0f + c_(b, t) and lanes nb..31 stay +0.0f. The (token, block) pairs of a
 // chunk of tokens are packed 8 to a vector (pair i = j * nb + b) for the reduce and the canon
 // terms, so a 3-block row does not leave 5 of 8 lanes idle per token, and the row value is
 // tree32_x8 on registers (no 32-float partials in memory). Same operations per lane as
 // dot_row1_x8 / canon_block_*, so the same bits.
-constexpr int kSmallPairs = 64;  // pairs per chunk (8 groups of 8; 64 x 2 x 32 B of int parts)
+constexpr int kSmallPairs = 128;  // pairs per chunk at most (16 groups of 8; 128 x 2 x 32 B of int parts)
 template <class K>
 void dot_rows_small(const void* w_row, const block_q8k* a, int64_t a_stride, int n_tok, int64_t nb, float* out,
                     int64_t out_stride) {
     const int nbi = (int)nb;
-    const int chunk = kSmallPairs / nbi;  // tokens per chunk (>= 8)
+    // tokens per chunk: 64 pairs for nb <= 8 (>= 8 tokens), 8 tokens for nb 9..16; the chunk's
+    // activation blocks stay in L1 (<= 64 x 292 B = 18.7 KB for nb <= 8)
+    const int chunk = nbi <= 8 ? 64 / nbi : 8;
     for (int t0 = 0; t0 < n_tok; t0 += chunk) {
         const int nt = n_tok - t0 < chunk ? n_tok - t0 : chunk;
         const int np = nt * nbi, ng = (np + 7) / 8;
         const block_q8k* at = a + (int64_t)t0 * a_stride;
         __m256i is[kSmallPairs], ms[kSmallPairs];
-        alignas(32) float dp[kSmallPairs], dmp[kSmallPairs], cb[kSmallPairs + 8];
-        alignas(32) int32_t off[kSmallPairs];  // float offset of pair i's da from at[0].d
+        alignas(32) float dap[kSmallPairs], dp[kSmallPairs], dmp[kSmallPairs], cb[kSmallPairs + 16];
         for (int b = 0; b < nbi; ++b) {
             const typename K::W w = K::decode(w_row, b);
             const float dmin = K::dmin(w);
             for (int j = 0, i = b; j < nt; ++j, i += nbi) {
                 const int64_t blk = (int64_t)j * a_stride + b;
                 K::parts(w, at[blk], &is[i], &ms[i]);
+                dap[i] = at[blk].d;  // scalar copies: cheaper than a gather per 8 pairs
                 dp[i] = w.d;
                 dmp[i] = dmin;
-                off[i] = (int32_t)(blk * 73);  // block_q8k is 73 floats, d first
             }
         }
-        for (int i = np; i < 8 * ng; ++i) {  // dead lanes: zero parts, da of at[0]
+        for (int i = np; i < 8 * ng; ++i) {  // dead lanes: zero parts and scales
             is[i] = ms[i] = _mm256_setzero_si256();
-            dp[i] = dmp[i] = 0.0f;
-            off[i] = 0;
+            dap[i] = dp[i] = dmp[i] = 0.0f;
         }
         const __m256 zero = _mm256_setzero_ps();
         for (int g = 0; g < ng; ++g) {
-            const __m256 da = _mm256_i32gather_ps(&at[0].d, _mm256_load_si256((const __m256i*)(off + 8 * g)), 4);
-            const __m256 c = K::canon_x8(da, _mm256_load_ps(dp + 8 * g), _mm256_load_ps(dmp + 8 * g),
+            const __m256 c = K::canon_x8(_mm256_load_ps(dap + 8 * g), _mm256_load_ps(dp + 8 * g), _mm256_load_ps(dmp + 8 * g),
                                          reduce_i32x8x8(is + 8 * g), reduce_i32x8x8(ms + 8 * g));
-            // canon_row_add onto +0.0f would be 0.0f + c; with nb <= 8 (< 16) the tree's first step
+            // canon_row_add onto +0.0f would be 0.0f + c; with nb <= 16 the tree's first step
             // adds +0.0f (lane b + 16) to every live lane anyway, so the extra add cannot change a bit
             _mm256_store_ps(cb + 8 * g, c);
         }
-        const __mmask8 live = (__mmask8)((1u << nbi) - 1u);
+        // lanes 0-7 and 8-15 of token j (blocks nb.. are +0.0f), lanes 16-31 +0.0f
+        const __mmask8 live0 = (__mmask8)((1u << (nbi < 8 ? nbi : 8)) - 1u);
+        const __mmask8 live1 = (__mmask8)((1u << (nbi > 8 ? nbi - 8 : 0)) - 1u);
         for (int j = 0; j < nt; ++j)
-            out[(int64_t)(t0 + j) * out_stride] = tree32_x8(_mm256_maskz_loadu_ps(live, cb + j * nbi), zero, zero, zero);
+            out[(int64_t)(t0 + j) * out_stride] = tree32_x8(_mm256_maskz_loadu_ps(live0, cb + j * nbi),
+                                                            _mm256_maskz_loadu_ps(live1, cb + j * nbi + 8), zero, zero);
     }
 }
 
@@ -415,7 +417,7 @@ void dot_rows_k(const void* w_row, const block_q8k* a, int64_t a_stride, int n_t
                 int64_t out_stride) {
     if (n_tok == 1) {
         dot_row1_x8<K>(w_row, a, nb, out);
-    } else if (a_stride <= (1 << 20) && nb <= 8 && dot_rows_few_enabled()) {
+    } else if (nb <= 16 && dot_rows_few_enabled()) {
         dot_rows_small<K>(w_row, a, a_stride, n_tok, nb, out, out_stride);
     } else if (dot_rows_few_enabled()) {
         // tokens in ceil(n_tok / 8) near-equal chunks of <= kFewTokens
