@@ -170,7 +170,8 @@ def test_keyboard_interrupt_during_long_forward(tiny_path):
     latency = caught - fired[0]
     # Polled after attention and after the experts of every layer: the latency is about one
     # op of one 512-token batch (1/16 of this forward), far below the rest of the call.
-    assert latency < 0.25 * t_full, f"KeyboardInterrupt took {latency:.3f} s (full forward {t_full:.3f} s)"
+    # (A 50 ms floor: on a loaded 2-core machine thread wake-ups alone can take tens of ms.)
+    assert latency < max(0.25 * t_full, 0.05), f"KeyboardInterrupt took {latency:.3f} s (full forward {t_full:.3f} s)"
     # The model is exactly as before the call: same n_past, and the next forward gives the
     # bits of a fresh model that only ever saw PREFIX.
     assert m.n_past == len(PREFIX)
@@ -191,7 +192,8 @@ def test_keyboard_interrupt_during_generate(tiny_path):
         m.generate(LONG, max_tokens=400)
     caught = time.perf_counter()
     timer.join()
-    assert fired and caught - fired[0] < 0.25 * t_full
+    # The uninterrupted generate of 400 tokens takes seconds; the bound has a 50 ms floor.
+    assert fired and caught - fired[0] < max(0.25 * t_full, 0.05), (caught - fired[0], t_full)
     # Usable afterwards (the session lock was released; generation state is rebuilt).
     assert m.generate(PREFIX, max_tokens=16) == ref
     m.reset()
