@@ -392,23 +392,28 @@ def test_fused_decode_logits_every_step(model_pair, model_id):
     assert not failures, "decode differs from the CPU:\n" + "\n".join(failures)
 
 
+def _assert_fresh_fused_decode(path: str, seed: int, prompt_len: int, n_steps: int) -> None:
+    """Fresh CPU and CUDA models of `path` (with the environment as set by the caller): a
+    prompt_len-token prefill then n_steps fused decode steps, logits equal in every bit."""
+    cpu = qwen3moe.load(path, device="cpu", n_ctx=N_CTX)
+    gpu = qwen3moe.load(path, device="cuda", n_ctx=N_CTX)
+    try:
+        p = np.random.default_rng(seed).integers(0, _n_vocab(cpu), size=prompt_len, dtype=np.int64)
+        failures = _fused_decode_vs_cpu(cpu, gpu, p, n_steps)
+        assert gpu.decode_path.startswith("cuda-graph"), gpu.decode_path
+        assert not failures, "\n".join(failures)
+    finally:
+        cpu.close()
+        gpu.close()
+
+
 @pytest.mark.parametrize("switches", [{"QWEN3MOE_CUDA_DEC_NEXT_NORM": "0"}, {"QWEN3MOE_CUDA_DEC_ATTN_Q8": "0"},
                                       {"QWEN3MOE_CUDA_PDL": "0"}])
 def test_fused_decode_variants(model_paths, monkeypatch, switches):
     # The fused step's A/B variants (bench/decode_ab.sh) compute the same values as the default.
     for k, v in switches.items():
         monkeypatch.setenv(k, v)
-    path = model_paths("wide-Q4_K_M")
-    cpu = qwen3moe.load(path, device="cpu", n_ctx=N_CTX)
-    gpu = qwen3moe.load(path, device="cuda", n_ctx=N_CTX)
-    try:
-        p = np.random.default_rng(91).integers(0, _n_vocab(cpu), size=120, dtype=np.int64)
-        failures = _fused_decode_vs_cpu(cpu, gpu, p, 24)
-        assert gpu.decode_path.startswith("cuda-graph"), gpu.decode_path
-        assert not failures, "\n".join(failures)
-    finally:
-        cpu.close()
-        gpu.close()
+    _assert_fresh_fused_decode(model_paths("wide-Q4_K_M"), seed=91, prompt_len=120, n_steps=24)
 
 
 @pytest.mark.parametrize("split", ["1", "3", ""])
@@ -417,17 +422,7 @@ def test_fused_decode_across_attention_tiles(model_paths, monkeypatch, split):
     # block loops over several tiles (the long-context case of the fixed-grid decode attention).
     if split:
         monkeypatch.setenv("QWEN3MOE_CUDA_DECODE_SPLIT", split)
-    path = model_paths("wide-Q4_K_M")
-    cpu = qwen3moe.load(path, device="cpu", n_ctx=N_CTX)
-    gpu = qwen3moe.load(path, device="cuda", n_ctx=N_CTX)
-    try:
-        p = np.random.default_rng(81).integers(0, _n_vocab(cpu), size=250, dtype=np.int64)
-        failures = _fused_decode_vs_cpu(cpu, gpu, p, 80)
-        assert gpu.decode_path.startswith("cuda-graph"), gpu.decode_path
-        assert not failures, "\n".join(failures)
-    finally:
-        cpu.close()
-        gpu.close()
+    _assert_fresh_fused_decode(model_paths("wide-Q4_K_M"), seed=81, prompt_len=250, n_steps=80)
 
 
 def test_fused_decode_can_be_switched_off(model_paths, monkeypatch):
