@@ -29,6 +29,9 @@ namespace qwen3moe::cuda {
 
 namespace {
 
+// n rounded up to whole 16-byte units.
+size_t padded16(size_t n) { return (n + 15) & ~size_t(15); }
+
 constexpr int kSplitRows = 8;  // batches up to this many rows may use split-K attention
 
 std::string mib(size_t b) { return std::to_string((b + (1u << 20) - 1) >> 20) + " MiB"; }
@@ -223,7 +226,7 @@ CudaBackend::CudaBackend(const HParams& hp, ActMode mode, int n_ctx, const RopeT
 
     // The memory plan, checked before any allocation.
     size_t weight_bytes = 0;
-    for (const Tensor* t : w.all) weight_bytes += t->row_bytes * (size_t)(t->ne[1] * t->ne[2] * t->ne[3]);
+    for (const Tensor* t : w.all) weight_bytes += padded16(t->row_bytes * (size_t)(t->ne[1] * t->ne[2] * t->ne[3]));
     size_t norm_bytes = 0;
     for (const NormWeight* nw : norm_list) norm_bytes += nw->w.size() * sizeof(float);
     const size_t rope_bytes = rope.data.size() * sizeof(float);
@@ -264,7 +267,7 @@ CudaBackend::CudaBackend(const HParams& hp, ActMode mode, int n_ctx, const RopeT
             d.type = t.type;
             for (int k = 0; k < 4; ++k) d.ne[k] = t.ne[k];
             d.bytes = t.row_bytes * (size_t)(t.ne[1] * t.ne[2] * t.ne[3]);
-            d.buf = DeviceBuffer(d.bytes);
+            d.buf = DeviceBuffer(padded16(d.bytes));  // whole 16-byte units (decode staging copies)
             staging.upload(d.buf.get(), t.data, d.bytes, to_stream(stream_), tick);
         }
         norms_.resize(norm_list.size());
@@ -615,6 +618,8 @@ std::string CudaBackend::decode_unsupported(const Weights& w) const {
     if (mode_ != ActMode::q8) return "activations=\"f32\"";
     const int64_t E = hp_.n_embd, Q = hp_.q_dim(), F = hp_.n_ff_exp;
     if (E % QK_K || Q % QK_K || F % QK_K) return "a row length is not a multiple of 256";
+    if (E / QK_K > kDecMaxBlocks || Q / QK_K > kDecMaxBlocks || F / QK_K > kDecMaxBlocks)
+        return "a row longer than 32 blocks of 256";
     if (hp_.head_dim > 256 || hp_.head_dim % 32 || hp_.n_head % hp_.n_head_kv || hp_.n_head / hp_.n_head_kv > 8)
         return "head layout outside the fused kernels' range";
     if (hp_.n_expert > 1024 || hp_.n_expert_used > 64) return "more than 1024 experts or 64 used";
@@ -785,6 +790,18 @@ void CudaBackend::enqueue_decode(const Weights& w, bool with_logits) {
     if (!dec_next_norm_)
         rms_norm_q8k(buf(Act::x), norm(w.output_norm), buf(Act::norm), norm_q8, 1, E, hp_.rms_eps, stream_);
     const DevWeight& out = weight(w.output);
+    if (dec_q8k_type(out.type)) {  // the decode matvec without a residual
+        DecMatvecAddArgs lm;
+        lm.in = buf(Act::norm);
+        lm.in_q8 = norm_q8;
+        lm.n = E;
+        lm.mat.w = out.buf.get();
+        lm.mat.type = out.type;
+        lm.mat.n_rows = out.ne[1];
+        lm.mat.out = dec_logits_.as<float>();
+        dec_matvec_add(lm, stream_, false);
+        return;
+    }
     const MatvecArgs p = args_for(out, 1, dec_logits_.as<float>());
     if (matvec_uses_q8(out.type, mode_))
         matvec_q8k(p, norm_q8, stream_);

@@ -15,8 +15,11 @@
 // warp_row_dot_f32act, ...), so the fused step gives the op-by-op bits.
 #pragma once
 #include <cstdint>
+#include <stdexcept>
+#include <string>
 
 #include "cuda/common.cuh"
+#include "cuda/decode-ops.h"
 #include "cuda/matvec-f32act.cuh"
 #include "cuda/matvec-q8k.cuh"
 #include "cuda/quantize-q8k.cuh"
@@ -74,6 +77,79 @@ __device__ __forceinline__ float warp_row_dot_q8k_any(uint32_t type, const uint8
     }
 }
 
+// ---- one thread per (row, weight block): the decode matvecs' work split ------------------
+//
+// For rows of nb <= 32 blocks the canonical row (dot-canon.h) is tree32 over the lane partials
+// p_b = +0.0f + c_b (b < nb) and p_l = +0.0f (l >= nb). The first tree steps with s >= W, W the
+// next power of two >= nb, add +0.0f to every live partial, which changes none of them (a
+// partial +0.0f + c_b is never -0.0f, and x + (+0.0f) == x for every other x, NaN included), so
+// the row is the tree's last steps s = W/2, ..., 1 over lanes 0..W-1 — a __shfl_down_sync tree
+// inside a segment of W lanes. Each lane of a segment computes one block's c_b alone
+// (host_block_contrib: the 8 lane slices of Q8KBlock in turn, exact integer sums), so no
+// shuffles sit inside the integer work and each thread keeps a whole block's weight bytes in
+// flight.
+
+// Segment width for rows of nb blocks (1 <= nb <= 32): the next power of two >= nb.
+Q3_HD int dec_seg_width(int64_t nb) {
+    int w = 1;
+    while (w < nb) w <<= 1;
+    return w;
+}
+
+// c_b of one weight block (run-time type, one thread).
+__device__ __forceinline__ float thread_block_contrib_any(uint32_t type, const uint8_t* wb, const block_q8k* a) {
+    switch (type) {
+        case GGML_TYPE_Q4_K: return host_block_contrib<GGML_TYPE_Q4_K>(wb, a);
+        case GGML_TYPE_Q5_K: return host_block_contrib<GGML_TYPE_Q5_K>(wb, a);
+        case GGML_TYPE_Q6_K: return host_block_contrib<GGML_TYPE_Q6_K>(wb, a);
+        case GGML_TYPE_Q8_0: return host_block_contrib<GGML_TYPE_Q8_0>(wb, a);
+        case GGML_TYPE_Q4_0: return host_block_contrib<GGML_TYPE_Q4_0>(wb, a);
+        default: return __int_as_float(0x7fc00000);  // rejected on the host before capture
+    }
+}
+
+// The row value from the segment's block contributions: lane j (0 <= j < W) of a segment of W
+// lanes holds c (its block j's c_b; ignored for j >= nb). Every lane of the warp must call it
+// (full-mask shuffles); lane 0 of each segment returns the canonical row value.
+__device__ __forceinline__ float seg_row_value(float c, int j, int64_t nb, int W) {
+    float p = j < nb ? 0.0f + c : 0.0f;
+    for (int s = W >> 1; s >= 1; s >>= 1) p = p + __shfl_down_sync(kFullMask, p, s, W);
+    return p;
+}
+
+// ---- weights staged in shared memory ------------------------------------------------------
+//
+// A block copies the weight bytes it reads into shared memory with 16-byte cp.async copies of
+// the enclosing 16-byte aligned range (weights never change, so this is issued before
+// pdl_wait and overlaps the previous kernel), then computes from shared memory. Device weight
+// buffers are allocated in whole 16-byte units, so the aligned range stays inside them.
+
+// Shared bytes that stage_async needs for n bytes (the copied range plus alignment slack).
+Q3_HD int64_t stage_bytes(int64_t n) { return (n + 15 + 16) & ~int64_t(15); }
+
+// The whole block: start copying [src, src + n) into dst (16-byte aligned shared memory);
+// returns the address of src's first byte in dst (src's alignment mod 16 is kept).
+__device__ __forceinline__ const uint8_t* stage_async(uint8_t* dst, const void* src, int64_t n) {
+    const uintptr_t s = reinterpret_cast<uintptr_t>(src);
+    const uintptr_t a = s & ~uintptr_t(15), e = (s + (uintptr_t)n + 15) & ~uintptr_t(15);
+    const int64_t n16 = (int64_t)((e - a) >> 4);
+    const uint32_t d = (uint32_t)__cvta_generic_to_shared(dst);
+    for (int64_t i = threadIdx.x; i < n16; i += blockDim.x)
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(d + (uint32_t)(16 * i)),
+                     "l"(a + (uintptr_t)(16 * i))
+                     : "memory");
+    return dst + (s - a);
+}
+
+// Commit the copies issued so far (one group).
+__device__ __forceinline__ void stage_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
+
+// Wait for every copy of this thread, then for the whole block (ends with __syncthreads).
+__device__ __forceinline__ void stage_wait() {
+    asm volatile("cp.async.wait_all;" ::: "memory");
+    __syncthreads();
+}
+
 // Bytes of one row of n values of a Q8K-dot weight type (host and device).
 Q3_HD int64_t q8k_row_bytes(uint32_t type, int64_t n) {
     switch (type) {
@@ -126,10 +202,26 @@ __device__ __forceinline__ void block_quantize_q8k(const float* x, int64_t n_row
     __syncthreads();
 }
 
-// Largest dynamic shared memory a decode kernel asks for (no opt-in needed below 48 KiB).
+// Largest dynamic shared memory of the norm staging (no opt-in needed below 48 KiB).
 constexpr size_t kDecMaxSmem = 48 * 1024;
 constexpr int kDecWarps = 8;                 // warps per block of the decode kernels
 constexpr int kDecThreads = kDecWarps * kWarp;
+
+// Allow `kernel` `bytes` of dynamic shared memory (opt-in above 48 KiB); throws
+// std::invalid_argument naming `what` when the device has less (plus 8 KiB of static shared
+// memory the kernels may declare).
+template <typename K>
+inline void dec_set_smem(K kernel, size_t bytes, const char* what) {
+    int dev = 0, optin = 0;
+    Q3_CUDA_CHECK(cudaGetDevice(&dev));
+    Q3_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+    if (bytes + 8 * 1024 > (size_t)optin)
+        throw std::invalid_argument(std::string(what) + ": needs " + std::to_string(bytes) +
+                                    " bytes of shared memory per block, the device allows " + std::to_string(optin));
+    if (bytes > 48 * 1024)
+        Q3_CUDA_CHECK(cudaFuncSetAttribute(reinterpret_cast<const void*>(kernel),
+                                           cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
+}
 
 // Launch `kernel` on `stream`, with the programmatic-dependent-launch attribute when pdl.
 template <typename... KArgs, typename... Args>

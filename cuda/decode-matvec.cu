@@ -3,10 +3,12 @@
 //    shared memory, or made already by the previous layer's dec_down) and the rows of up to
 //    three matrices (q, k, v) in one grid;
 //  * dec_matvec_add: Q8K quantisation of the input (every block, unless the attention already
-//    made the Q8K blocks), the matvec and the residual
-//    add (attn_output projection + ffn_inp).
-// Block: kDecWarps warps, kRowsPerWarp rows each (warp w: rows w, w + kDecWarps, ...). Before
-// waiting for the previous kernel each block prefetches its weight rows into L2.
+//    made the Q8K blocks), the matvec and, when asked, the residual add (attn_output projection
+//    + ffn_inp; without a residual it is the LM head's plain matvec).
+// Work split (decode-common.cuh): one thread per (row, 256-value block), a segment of
+// W = dec_seg_width(nb) lanes per row, kDecThreads / W rows per block. Before waiting for the
+// previous kernel each block starts copying its weight rows into shared memory (cp.async), so
+// the weight traffic overlaps the previous kernel; the dots then read shared memory.
 #include <stdexcept>
 #include <string>
 
@@ -17,81 +19,109 @@
 namespace qwen3moe::cuda {
 
 namespace {
-constexpr int kRowsPerWarp = 1;  // more blocks, shorter chains of dependent loads per warp
-constexpr int kRowsPerBlock = kDecWarps * kRowsPerWarp;
 
-// Prefetch rows [r0, r1) of a matrix into L2.
-__device__ __forceinline__ void prefetch_rows(const DecMatrix& m, int64_t n, int64_t r0, int64_t r1) {
-    if (r0 >= r1) return;
-    const int64_t rb = q8k_row_bytes(m.type, n);
-    block_prefetch_l2(static_cast<const uint8_t*>(m.w) + r0 * rb, (r1 - r0) * rb);
+// Rows [g0, g1) of up to three matrices numbered back to back (global row numbering), staged.
+struct StagedRows {
+    const uint8_t* base[3];  // shared address of the first staged row of matrix m
+    int64_t lo[3];           // global row of base[m]
+};
+
+// Start copying rows [g0, g1) of the n_mat matrices into dst; fills s. Returns the bytes used.
+__device__ __forceinline__ int64_t stage_rows(const DecMatrix* mat, int n_mat, int64_t n, int64_t g0, int64_t g1,
+                                              uint8_t* dst, StagedRows& s) {
+    int64_t off = 0, used = 0;
+    for (int m = 0; m < n_mat; ++m) {
+        const int64_t lo = g0 > off ? g0 : off, hi = g1 < off + mat[m].n_rows ? g1 : off + mat[m].n_rows;
+        s.base[m] = nullptr;
+        s.lo[m] = lo;
+        if (lo < hi) {
+            const int64_t rb = q8k_row_bytes(mat[m].type, n);
+            s.base[m] = stage_async(dst + used, static_cast<const uint8_t*>(mat[m].w) + (lo - off) * rb, (hi - lo) * rb);
+            used += stage_bytes((hi - lo) * rb);
+        }
+        off += mat[m].n_rows;
+    }
+    stage_commit();
+    return used;
 }
 
-__global__ void __launch_bounds__(kDecThreads) dec_norm_matvec_kernel(DecNormMatvecArgs p) {
-    extern __shared__ __align__(16) unsigned char smem[];
-    float* y_sh = reinterpret_cast<float*>(smem);
-    block_q8k* q_sh = reinterpret_cast<block_q8k*>(smem + p.n * sizeof(float));
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & (kWarp - 1);
-    const int64_t g0 = (int64_t)blockIdx.x * kRowsPerBlock, g1 = g0 + kRowsPerBlock;
-    {  // this block's rows of each matrix (global row numbering: matrices back to back)
-        int64_t off = 0;
-        for (int m = 0; m < p.n_mat; ++m) {
-            const int64_t lo = g0 > off ? g0 : off, hi = g1 < off + p.mat[m].n_rows ? g1 : off + p.mat[m].n_rows;
-            prefetch_rows(p.mat[m], p.n, lo - off, hi - off);
-            off += p.mat[m].n_rows;
-        }
+// The thread's part of row g0 + threadIdx.x / W (segments of W lanes, block j = lane in
+// segment), from the staged rows; every thread must call it. Returns the row value on the
+// segment's lane 0 and sets *row (global row) and *m (matrix; n_mat when past the end).
+__device__ __forceinline__ float seg_rows_dot(const DecMatrix* mat, int n_mat, const StagedRows& s, int64_t n,
+                                              int64_t g0, const block_q8k* a, int64_t* row, int* m_out) {
+    const int64_t nb = n / QK_K;
+    const int W = dec_seg_width(nb);
+    const int j = threadIdx.x & (W - 1);
+    int64_t r = g0 + threadIdx.x / W, off = 0;
+    int m = 0;
+    while (m < n_mat && r >= off + mat[m].n_rows) off += mat[m++].n_rows;
+    float c = 0.0f;
+    if (m < n_mat && j < nb) {
+        const uint32_t t = mat[m].type;
+        const int64_t rb = q8k_row_bytes(t, n);
+        c = thread_block_contrib_any(t, s.base[m] + (r - s.lo[m]) * rb + j * (rb / nb), a + j);
     }
+    const float v = seg_row_value(c, j, nb, W);
+    *row = r - off;
+    *m_out = m;
+    return v;
+}
+
+__global__ void __launch_bounds__(kDecThreads) dec_norm_matvec_kernel(DecNormMatvecArgs p, int64_t w_smem) {
+    extern __shared__ __align__(16) unsigned char smem[];
+    const int64_t nb = p.n / QK_K;
+    const int R = kDecThreads / dec_seg_width(nb);
+    const int64_t g0 = (int64_t)blockIdx.x * R;
+    StagedRows s;
+    stage_rows(p.mat, p.n_mat, p.n, g0, g0 + R, smem, s);
     pdl_wait();
     pdl_launch_next();
-    const int64_t nb = p.n / QK_K;
     const block_q8k* a = p.in_q8;
+    float* y_sh = reinterpret_cast<float*>(smem + w_smem);
+    block_q8k* q_sh = reinterpret_cast<block_q8k*>(smem + w_smem + p.n * sizeof(float));
     if (!a) {
         block_rms_norm_q8k(p.x, p.norm_w, p.n, p.eps, y_sh, q_sh);
         a = q_sh;
-    }
-    if (!p.in_q8 && blockIdx.x == 0) {
-        if (p.norm_out)
-            for (int64_t i = threadIdx.x; i < p.n; i += blockDim.x) p.norm_out[i] = y_sh[i];
-        if (p.norm_q8) {
-            const int* src = reinterpret_cast<const int*>(q_sh);
-            int* dst = reinterpret_cast<int*>(p.norm_q8);
-            for (int64_t i = threadIdx.x; i < nb * (int64_t)sizeof(block_q8k) / 4; i += blockDim.x) dst[i] = src[i];
+        if (blockIdx.x == 0) {
+            if (p.norm_out)
+                for (int64_t i = threadIdx.x; i < p.n; i += blockDim.x) p.norm_out[i] = y_sh[i];
+            if (p.norm_q8) {
+                const int* src = reinterpret_cast<const int*>(q_sh);
+                int* dst = reinterpret_cast<int*>(p.norm_q8);
+                for (int64_t i = threadIdx.x; i < nb * (int64_t)sizeof(block_q8k) / 4; i += blockDim.x) dst[i] = src[i];
+            }
         }
     }
-    for (int i = 0; i < kRowsPerWarp; ++i) {
-        int64_t r = g0 + warp + (int64_t)i * kDecWarps;
-        int m = 0;
-        while (m < p.n_mat && r >= p.mat[m].n_rows) r -= p.mat[m++].n_rows;
-        if (m >= p.n_mat) break;  // warp-uniform
-        const DecMatrix& M = p.mat[m];
-        const uint8_t* wrow = static_cast<const uint8_t*>(M.w) + r * q8k_row_bytes(M.type, p.n);
-        const float v = warp_row_dot_q8k_any(M.type, wrow, a, nb);
-        if (lane == 0) M.out[r] = v;
-    }
+    stage_wait();
+    int64_t r;
+    int m;
+    const float v = seg_rows_dot(p.mat, p.n_mat, s, p.n, g0, a, &r, &m);
+    if (m < p.n_mat && (threadIdx.x & (dec_seg_width(nb) - 1)) == 0) p.mat[m].out[r] = v;
 }
 
-__global__ void __launch_bounds__(kDecThreads) dec_matvec_add_kernel(DecMatvecAddArgs p) {
+__global__ void __launch_bounds__(kDecThreads) dec_matvec_add_kernel(DecMatvecAddArgs p, int64_t w_smem) {
     extern __shared__ __align__(16) unsigned char smem[];
-    block_q8k* q_sh = reinterpret_cast<block_q8k*>(smem);
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & (kWarp - 1);
-    const int64_t r0 = (int64_t)blockIdx.x * kRowsPerBlock;
-    prefetch_rows(p.mat, p.n, r0, r0 + kRowsPerBlock < p.mat.n_rows ? r0 + kRowsPerBlock : p.mat.n_rows);
+    const int64_t nb = p.n / QK_K;
+    const int R = kDecThreads / dec_seg_width(nb);
+    const int64_t r0 = (int64_t)blockIdx.x * R;
+    StagedRows s;
+    stage_rows(&p.mat, 1, p.n, r0, r0 + R, smem, s);
     pdl_wait();
     pdl_launch_next();
     const block_q8k* a = p.in_q8;
     if (!a) {
+        block_q8k* q_sh = reinterpret_cast<block_q8k*>(smem + w_smem);
         block_quantize_q8k(p.in, 1, p.n, q_sh);
         a = q_sh;
     }
-    const int64_t nb = p.n / QK_K, rb = q8k_row_bytes(p.mat.type, p.n);
-    for (int i = 0; i < kRowsPerWarp; ++i) {
-        const int64_t r = r0 + warp + (int64_t)i * kDecWarps;
-        if (r >= p.mat.n_rows) break;  // warp-uniform
-        const float v = warp_row_dot_q8k_any(p.mat.type, static_cast<const uint8_t*>(p.mat.w) + r * rb, a, nb);
-        if (lane == 0) {
-            p.mat.out[r] = v;
-            p.sum[r] = p.residual[r] + v;  // the residual add (one rounding), as add()
-        }
+    stage_wait();
+    int64_t r;
+    int m;
+    const float v = seg_rows_dot(&p.mat, 1, s, p.n, r0, a, &r, &m);
+    if (m < 1 && (threadIdx.x & (dec_seg_width(nb) - 1)) == 0) {
+        p.mat.out[r] = v;
+        if (p.sum) p.sum[r] = p.residual[r] + v;  // the residual add (one rounding), as add()
     }
 }
 
@@ -103,30 +133,41 @@ void check_matrix(const DecMatrix& m, int64_t n, const char* what) {
         throw std::invalid_argument(std::string(what) + ": Q4_K/Q5_K weights must be 16-byte aligned");
     (void)n;
 }
+
+void check_row_length(int64_t n, const char* what) {
+    if (n <= 0 || n % QK_K != 0 || n / QK_K > kDecMaxBlocks)
+        throw std::invalid_argument(std::string(what) + ": n must be a multiple of 256, at most 32 blocks");
+}
 }  // namespace
 
 bool dec_q8k_type(uint32_t type) { return matvec_q8k_supported(type); }
 
 void dec_norm_matvec(const DecNormMatvecArgs& p, void* stream, bool pdl) {
-    if (p.n <= 0 || p.n % QK_K != 0) throw std::invalid_argument("dec_norm_matvec: n must be a positive multiple of 256");
+    check_row_length(p.n, "dec_norm_matvec");
     if (p.n_mat < 1 || p.n_mat > 3) throw std::invalid_argument("dec_norm_matvec: 1..3 matrices");
-    const size_t smem = p.in_q8 ? 0 : (size_t)p.n * sizeof(float) + (size_t)(p.n / QK_K) * sizeof(block_q8k);
-    if (smem > kDecMaxSmem) throw std::invalid_argument("dec_norm_matvec: row too long for the fused kernel");
-    int64_t rows = 0;
+    const int64_t R = kDecThreads / dec_seg_width(p.n / QK_K);
+    int64_t rows = 0, max_rb = 0;
     for (int m = 0; m < p.n_mat; ++m) {
         check_matrix(p.mat[m], p.n, "dec_norm_matvec");
         rows += p.mat[m].n_rows;
+        max_rb = std::max<int64_t>(max_rb, q8k_row_bytes(p.mat[m].type, p.n));
     }
-    launch_dec(dec_norm_matvec_kernel, dim3(ceil_div_u(rows, kRowsPerBlock)), smem, stream, pdl, p);
+    const int64_t w_smem = p.n_mat * stage_bytes(R * max_rb);
+    const size_t smem = (size_t)w_smem + (p.in_q8 ? 0 : (size_t)p.n * sizeof(float) + (size_t)(p.n / QK_K) * sizeof(block_q8k));
+    dec_set_smem(dec_norm_matvec_kernel, smem, "dec_norm_matvec");
+    launch_dec(dec_norm_matvec_kernel, dim3(ceil_div_u(rows, R)), smem, stream, pdl, p, w_smem);
 }
 
 void dec_matvec_add(const DecMatvecAddArgs& p, void* stream, bool pdl) {
-    if (p.n <= 0 || p.n % QK_K != 0) throw std::invalid_argument("dec_matvec_add: n must be a positive multiple of 256");
+    check_row_length(p.n, "dec_matvec_add");
     check_matrix(p.mat, p.n, "dec_matvec_add");
-    if (!p.in || !p.residual || !p.sum) throw std::invalid_argument("dec_matvec_add: null buffer");
-    const size_t smem = p.in_q8 ? 0 : (size_t)(p.n / QK_K) * sizeof(block_q8k);
-    if (smem > kDecMaxSmem) throw std::invalid_argument("dec_matvec_add: row too long for the fused kernel");
-    launch_dec(dec_matvec_add_kernel, dim3(ceil_div_u(p.mat.n_rows, kRowsPerBlock)), smem, stream, pdl, p);
+    if (!p.in_q8 && !p.in) throw std::invalid_argument("dec_matvec_add: null input");
+    if (p.sum && !p.residual) throw std::invalid_argument("dec_matvec_add: sum without a residual");
+    const int64_t R = kDecThreads / dec_seg_width(p.n / QK_K);
+    const int64_t w_smem = stage_bytes(R * q8k_row_bytes(p.mat.type, p.n));
+    const size_t smem = (size_t)w_smem + (p.in_q8 ? 0 : (size_t)(p.n / QK_K) * sizeof(block_q8k));
+    dec_set_smem(dec_matvec_add_kernel, smem, "dec_matvec_add");
+    launch_dec(dec_matvec_add_kernel, dim3(ceil_div_u(p.mat.n_rows, R)), smem, stream, pdl, p, w_smem);
 }
 
 bool dec_device_has_pdl(int device) {

@@ -14,6 +14,9 @@
 
 namespace qwen3moe::cuda {
 
+// Longest row of a decode matvec, in 256-value blocks (a row is one segment of <= 32 lanes).
+constexpr int64_t kDecMaxBlocks = 32;
+
 // One weight matrix of a fused decode matvec: out[r] = row r . activations (the matvec rule).
 struct DecMatrix {
     const void* w = nullptr;  // device rows of `type`

@@ -1,9 +1,9 @@
 // decode-router.cu — the decode step's MoE router in one launch: every block computes
 // y = RMSNorm(ffn_inp) * ffn_norm (and its Q8K blocks) in shared memory, block 0 stores both
 // (the experts read the Q8K blocks), each warp computes router logits rows by the matvec rule
-// of the router's type, and the last block to finish (atomic counter) runs softmax + top-k
-// with warp_router_topk (router.cuh) — the same expressions as rms_norm_q8k + matvec +
-// router_topk.
+// of the router's type (the block's rows copied into shared memory before the wait), and
+// the last block to finish (atomic counter) runs softmax + top-k with warp_router_topk
+// (router.cuh) — the same expressions as rms_norm_q8k + matvec + router_topk.
 #include <stdexcept>
 #include <string>
 
@@ -36,20 +36,20 @@ __host__ __device__ inline int64_t router_row_bytes(uint32_t type, int64_t n) {
     }
 }
 
-__global__ void __launch_bounds__(kDecThreads) dec_router_kernel(DecRouterArgs p) {
+__global__ void __launch_bounds__(kDecThreads) dec_router_kernel(DecRouterArgs p, int64_t w_smem) {
     extern __shared__ __align__(16) unsigned char smem[];
-    float* y_sh = reinterpret_cast<float*>(smem);
-    block_q8k* q_sh = reinterpret_cast<block_q8k*>(smem + p.n * sizeof(float));
+    float* y_sh = reinterpret_cast<float*>(smem + w_smem);
+    block_q8k* q_sh = reinterpret_cast<block_q8k*>(smem + w_smem + p.n * sizeof(float));
     __shared__ float l_sh[kMaxExpert];
     __shared__ bool last_sh;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & (kWarp - 1);
     const int64_t row = (int64_t)blockIdx.x * kDecWarps + warp;
     const int64_t rb = router_row_bytes(p.type, p.n);
-    {
-        const int64_t r0 = (int64_t)blockIdx.x * kDecWarps;
-        const int64_t r1 = r0 + kDecWarps < p.n_expert ? r0 + kDecWarps : p.n_expert;
-        block_prefetch_l2(static_cast<const uint8_t*>(p.w) + r0 * rb, (r1 - r0) * rb);
-    }
+    // This block's router rows into shared memory (weights: before the wait).
+    const int64_t r0 = (int64_t)blockIdx.x * kDecWarps;
+    const int64_t r1 = r0 + kDecWarps < p.n_expert ? r0 + kDecWarps : p.n_expert;
+    const uint8_t* ws = stage_async(smem, static_cast<const uint8_t*>(p.w) + r0 * rb, (r1 - r0) * rb);
+    stage_commit();
     pdl_wait();
     pdl_launch_next();
     block_rms_norm_q8k(p.x, p.norm_w, p.n, p.eps, y_sh, q_sh);
@@ -59,8 +59,9 @@ __global__ void __launch_bounds__(kDecThreads) dec_router_kernel(DecRouterArgs p
         int* dst = reinterpret_cast<int*>(p.norm_q8);
         for (int64_t i = threadIdx.x; i < p.n / QK_K * (int64_t)sizeof(block_q8k) / 4; i += blockDim.x) dst[i] = src[i];
     }
+    stage_wait();
     if (row < p.n_expert) {  // warp-uniform
-        const float v = router_row(p.type, static_cast<const uint8_t*>(p.w) + row * rb, y_sh, q_sh, p.n);
+        const float v = router_row(p.type, ws + (row - r0) * rb, y_sh, q_sh, p.n);
         if (lane == 0) p.logits[row] = v;
     }
     __threadfence();
@@ -89,9 +90,12 @@ void dec_router(const DecRouterArgs& p, void* stream, bool pdl) {
         throw UnsupportedType(std::string("dec_router: no fused decode dot for router type ") + ggml_type_name(p.type));
     if (!p.norm_out || !p.norm_q8 || !p.logits || !p.probs || !p.ids || !p.weights || !p.counter)
         throw std::invalid_argument("dec_router: null buffer");
-    const size_t smem = (size_t)p.n * sizeof(float) + (size_t)(p.n / QK_K) * sizeof(block_q8k);
-    if (smem + 2 * kMaxExpert * sizeof(float) > kDecMaxSmem) throw std::invalid_argument("dec_router: row too long");
-    launch_dec(dec_router_kernel, dim3(ceil_div_u(p.n_expert, kDecWarps)), smem, stream, pdl, p);
+    const size_t norm_smem = (size_t)p.n * sizeof(float) + (size_t)(p.n / QK_K) * sizeof(block_q8k);
+    if (norm_smem + 2 * kMaxExpert * sizeof(float) > kDecMaxSmem) throw std::invalid_argument("dec_router: row too long");
+    const int64_t w_smem = stage_bytes(kDecWarps * router_row_bytes(p.type, p.n));
+    const size_t smem = (size_t)w_smem + norm_smem;
+    dec_set_smem(dec_router_kernel, smem, "dec_router");
+    launch_dec(dec_router_kernel, dim3(ceil_div_u(p.n_expert, kDecWarps)), smem, stream, pdl, p, w_smem);
 }
 
 }  // namespace qwen3moe::cuda

@@ -302,8 +302,9 @@ __device__ __forceinline__ float group_block_contrib(const uint8_t* wb, const bl
     return group_block_contrib_w<T>(Q8KBlock<T>::load(wb, k), wb, a, k);
 }
 
-// The same c_b with the 8 lanes run one after another on the host (matvec_q8k_host_model).
-template <uint32_t T> inline float host_block_contrib(const uint8_t* wb, const block_q8k* a) {
+// The same c_b with the 8 lanes run one after another by one thread: the host model
+// (matvec_q8k_host_model) and the decode kernels' one-thread-per-block dots (decode-common.cuh).
+template <uint32_t T> Q3_HDM float host_block_contrib(const uint8_t* wb, const block_q8k* a) {
     if constexpr (Q8KBlock<T>::kPerLaneScale) {
         float dks[8];
         int32_t iss[8];

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # GPU-machine driver (run through the device tool from the repo root): build the package on
 # the device, then run the requested steps, writing logs and JSON under $OUT.
-#   steps: build  cudatests  synth30b  parity30b  bench30b  cpubench30b  profile  vram32k
+#   steps: build  cudatests  fusedtests  synthbg  waitsynth  benchtg  profdec  synth30b  parity30b  bench30b  cpubench30b  profile  vram32k
 #          sanitize (compute-sanitizer)  reliab
 # Carried wheels for packages missing there (gguf) are expected in .whl/.
 set -uo pipefail
@@ -28,6 +28,31 @@ for step in $steps; do
     cudatests)
       log cudatests
       (cd tests_py && timeout 900 python3 -m pytest -m cuda -q -x -p no:cacheprovider . 2>&1 | tee "$OUT/cudatests.log" | tail -60)
+      ;;
+    synthbg)  # the 30B file written in the background (a new session: it outlives this call)
+      log synthbg
+      [ -f $M30 ] || [ -f /tmp/synth.pid ] || { setsid nohup python3 -m qwen3moe synth $M30.part --preset coder30b --data random -q \
+        > /tmp/synth.log 2>&1 < /dev/null && mv $M30.part $M30 & echo $! > /tmp/synth.pid; }
+      ;;
+    waitsynth)
+      log waitsynth
+      for i in $(seq 1 300); do [ -f $M30 ] && break; sleep 2; done
+      ls -la $M30 || { cat /tmp/synth.log; exit 1; }
+      ;;
+    fusedtests)  # the fused decode against the CPU (the decode kernels' falsifiers)
+      log fusedtests
+      (cd tests_py && timeout ${FUSED_TIMEOUT:-400} python3 -m pytest -m cuda -q --maxfail=5 -p no:cacheprovider \
+        -k "fused or decode or lm_head or memory or oom" test_parity_cuda.py 2>&1 | tee "$OUT/fusedtests.log" | tail -40)
+      ;;
+    benchtg)  # decode only, depth 0 and 4096
+      log benchtg
+      python3 -m qwen3moe bench -m $M30 --device cuda -p 0 -n 128 --depth ${TG_DEPTHS:-0,4096} -r 3 --json > "$OUT/bench-tg.json" 2> "$OUT/bench-tg.err"
+      python3 -c "import json,sys; [print(r['n_prompt'], r['n_gen'], r['n_depth'], round(r['avg_ts'],1), round(r['stddev_ts'],1), r.get('median_ts')) for r in json.load(open(sys.argv[1]))]" "$OUT/bench-tg.json"
+      tail -3 "$OUT/bench-tg.err"
+      ;;
+    profdec)  # per-kernel decode times without PDL overlap (32 steps at depth 0)
+      log profdec
+      QWEN3MOE_CUDA_PDL=0 python3 bench/cuda_profile.py $M30 0 0 32 2>&1 | tee "$OUT/profdec.log" | grep -v "^-" | head -24
       ;;
     synth30b)
       log synth30b

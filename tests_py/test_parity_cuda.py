@@ -88,15 +88,31 @@ def _mixed_types(n_layer: int) -> dict:
     return types
 
 
+def _q8k_mixed_types(n_layer: int) -> dict:
+    """Only Q8K-dot weight types (the fused decode kernels take them all), one per layer."""
+    per_layer = ["Q5_K", "Q8_0", "Q4_0", "Q6_K", "Q4_K"]
+    roles = ["attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate_exps", "ffn_up_exps", "ffn_down_exps"]
+    types = {f"blk.{i}.{r}": per_layer[i % len(per_layer)] for i in range(n_layer) for r in roles}
+    types["token_embd"] = "Q8_0"
+    types["output"] = "Q5_K"
+    return types
+
+
 def _synthetic_models():
     from qwen3moe.testing import ModelConfig
 
     wide = ModelConfig(n_layer=8, n_embd=512, n_head=8, n_head_kv=2, head_dim=128, n_expert=32, n_expert_used=8,
                        n_ff_exp=512, n_ff=1536, outlier_channels=4, name="qwen3moe parity (synthetic)")
+    # Row lengths that are not powers of two in 256-blocks (n_embd 5, q_dim 5, n_ff_exp 3 blocks:
+    # segments with idle lanes in the decode kernels), a GQA group whose width is no multiple of
+    # 256 (o-proj quantises its input itself), and every Q8K-dot type on the fused decode path.
+    odd = ModelConfig(n_layer=5, n_embd=1280, n_head=10, n_head_kv=2, head_dim=128, n_expert=8, n_expert_used=3,
+                      n_ff_exp=768, n_ff=2048, name="qwen3moe parity (odd widths, synthetic)")
     return {
         "tiny-Q4_K_M": ("tiny", "Q4_K_M"),
         "tiny-mixed": ("tiny", _mixed_types(4)),
         "wide-Q4_K_M": (wide, "Q4_K_M"),
+        "odd-q8k-mixed": (odd, _q8k_mixed_types(5)),
     }
 
 
