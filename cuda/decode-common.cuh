@@ -207,20 +207,24 @@ constexpr size_t kDecMaxSmem = 48 * 1024;
 constexpr int kDecWarps = 8;                 // warps per block of the decode kernels
 constexpr int kDecThreads = kDecWarps * kWarp;
 
-// Allow `kernel` `bytes` of dynamic shared memory (opt-in above 48 KiB); throws
-// std::invalid_argument naming `what` when the device has less (plus 8 KiB of static shared
-// memory the kernels may declare).
+// Allow `kernel` `bytes` of dynamic shared memory: raises the kernel's cap to what the device
+// allows next to its static shared memory (the 48 KiB default counts static + dynamic bytes);
+// throws std::invalid_argument naming `what` when `bytes` is more than that.
 template <typename K>
 inline void dec_set_smem(K kernel, size_t bytes, const char* what) {
     int dev = 0, optin = 0;
     Q3_CUDA_CHECK(cudaGetDevice(&dev));
     Q3_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
-    if (bytes + 8 * 1024 > (size_t)optin)
+    cudaFuncAttributes fa;
+    Q3_CUDA_CHECK(cudaFuncGetAttributes(&fa, reinterpret_cast<const void*>(kernel)));
+    const size_t max_dyn = (size_t)optin > fa.sharedSizeBytes ? (size_t)optin - fa.sharedSizeBytes : 0;
+    if (bytes > max_dyn)
         throw std::invalid_argument(std::string(what) + ": needs " + std::to_string(bytes) +
-                                    " bytes of shared memory per block, the device allows " + std::to_string(optin));
-    if (bytes > 48 * 1024)
+                                    " bytes of dynamic shared memory per block, the device allows " +
+                                    std::to_string(max_dyn));
+    if (fa.maxDynamicSharedSizeBytes < (int)max_dyn)
         Q3_CUDA_CHECK(cudaFuncSetAttribute(reinterpret_cast<const void*>(kernel),
-                                           cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
+                                           cudaFuncAttributeMaxDynamicSharedMemorySize, (int)max_dyn));
 }
 
 // Launch `kernel` on `stream`, with the programmatic-dependent-launch attribute when pdl.
