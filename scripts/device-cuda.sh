@@ -27,7 +27,7 @@ for step in $steps; do
       ;;
     cudatests)
       log cudatests
-      (cd tests_py && timeout 900 python3 -m pytest -m cuda -q -x -p no:cacheprovider . 2>&1 | tee "$OUT/cudatests.log" | tail -60)
+      (cd tests_py && timeout ${CUDATESTS_TIMEOUT:-900} python3 -m pytest -m cuda -q --maxfail=10 -p no:cacheprovider . 2>&1 | tee "$OUT/cudatests.log" | tail -60)
       ;;
     synthbg)  # the 30B file written in the background (a new session: it outlives this call)
       log synthbg
