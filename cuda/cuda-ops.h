@@ -95,6 +95,12 @@ void moe_group(const int32_t* ids, int64_t n_slots, int64_t n_mat, int32_t* grou
 // matvec-q8k.cu: out = canonical dot of quantised weight rows (Q4_0 Q8_0 Q4_K Q5_K Q6_K) with
 // Q8K activations a (device, [n_act_rows, n/256] blocks). n % 256 == 0.
 void matvec_q8k(const MatvecArgs& args, const block_q8k* a, void* stream);
+// matvec-mma.cu: the int8 tensor-core prefill kernel matvec_q8k uses: kMmaWide (the wide-tile
+// kernel of matvec-mma-wide.cu, the default) or kMmaOld (the 16-slot kernel of matvec-mma.cu).
+// The default is read once from QWEN3MOE_CUDA_MMA=old|new; matvec_mma_select(v) switches to v
+// (tests, benchmarks) and returns the previous choice; any other v only returns the current one.
+constexpr int kMmaOld = 0, kMmaWide = 1;
+int matvec_mma_select(int variant);
 bool matvec_q8k_supported(uint32_t type);
 
 // Host models of the kernels' decompositions (tests, runnable without a GPU): the Q8K row

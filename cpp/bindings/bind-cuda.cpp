@@ -462,6 +462,16 @@ void bind_cuda(py::module_& m) {
     m.def("cuda_ops_quantize_q8k", &op_quantize_q8k, py::arg("x"));
     m.def("cuda_ops_matvec_q8k", &op_matvec_q8k, py::arg("type"), py::arg("w"), py::arg("n"), py::arg("a"),
           py::arg("ids") = py::none(), py::arg("act_per_slot") = false, py::arg("group") = true);
+    m.def(
+        "cuda_ops_mma_variant",
+        [](const std::string& v) -> std::string {
+            const int want = v == "old" ? qc::kMmaOld : v == "new" ? qc::kMmaWide : -1;
+            require(want >= 0 || v.empty(), "mma variant must be 'old', 'new' or '' (query)");
+            return qc::matvec_mma_select(want) == qc::kMmaOld ? "old" : "new";
+        },
+        py::arg("variant") = "",
+        "Selects the int8 tensor-core prefill matvec ('old': 16-slot kernel, 'new': wide kernel) and "
+        "returns the previous choice; '' only returns the current one.");
     m.def("cuda_ops_matvec_f32act", &op_matvec_f32act, py::arg("type"), py::arg("w"), py::arg("n"), py::arg("x"),
           py::arg("ids") = py::none(), py::arg("act_per_slot") = false, py::arg("group") = true);
     m.def("cuda_ops_rms_norm", &op_rms_norm, py::arg("x"), py::arg("w"), py::arg("eps"));
