@@ -32,6 +32,11 @@ void stream_sync(void* stream);  // also surfaces asynchronous kernel faults
 void device_synchronize();
 void set_device(int dev);
 void mem_info(size_t* free_bytes, size_t* total_bytes);
+// CUDA events (timing in benchmarks): elapsed_ms waits for `stop`.
+void* event_create();
+void event_destroy(void* event) noexcept;
+void event_record(void* event, void* stream);
+float event_elapsed_ms(void* start, void* stop);
 
 // Owning device buffer (move-only).
 class DeviceBuffer {

@@ -28,10 +28,10 @@ constexpr int kSubSlots = 4;                         // slots one warp computes 
 // [0] n_work, [1] n_work_wide, [2..3] unused, [4, 4 + n_slots) perm (slots sorted by bucket),
 // then max_work entries {matrix (-1: invalid id), start in perm, count} (units of kTileSlots),
 // then max_work_wide entries of the same form (units of kWideSlots, for matvec-mma-wide.cu).
-inline int64_t moe_group_max_work(int64_t n_slots, int64_t n_mat) {
+Q3_HD int64_t moe_group_max_work(int64_t n_slots, int64_t n_mat) {
     return (n_slots + kTileSlots - 1) / kTileSlots + n_mat + 1;
 }
-inline int64_t moe_group_max_work_wide(int64_t n_slots, int64_t n_mat) {
+Q3_HD int64_t moe_group_max_work_wide(int64_t n_slots, int64_t n_mat) {
     return (n_slots + kWideSlots - 1) / kWideSlots + n_mat + 1;
 }
 struct SlotGroups {
