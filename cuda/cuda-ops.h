@@ -32,6 +32,11 @@ void stream_sync(void* stream);  // also surfaces asynchronous kernel faults
 void device_synchronize();
 void set_device(int dev);
 void mem_info(size_t* free_bytes, size_t* total_bytes);
+// CUDA events (timing in benchmarks): elapsed_ms waits for `stop`.
+void* event_create();
+void event_destroy(void* event) noexcept;
+void event_record(void* event, void* stream);
+float event_elapsed_ms(void* start, void* stop);
 
 // Owning device buffer (move-only).
 class DeviceBuffer {
@@ -95,6 +100,12 @@ void moe_group(const int32_t* ids, int64_t n_slots, int64_t n_mat, int32_t* grou
 // matvec-q8k.cu: out = canonical dot of quantised weight rows (Q4_0 Q8_0 Q4_K Q5_K Q6_K) with
 // Q8K activations a (device, [n_act_rows, n/256] blocks). n % 256 == 0.
 void matvec_q8k(const MatvecArgs& args, const block_q8k* a, void* stream);
+// matvec-mma.cu: the int8 tensor-core prefill kernel matvec_q8k uses: kMmaWide (the wide-tile
+// kernel of matvec-mma-wide.cu, the default) or kMmaOld (the 16-slot kernel of matvec-mma.cu).
+// The default is read once from QWEN3MOE_CUDA_MMA=old|new; matvec_mma_select(v) switches to v
+// (tests, benchmarks) and returns the previous choice; any other v only returns the current one.
+constexpr int kMmaOld = 0, kMmaWide = 1;
+int matvec_mma_select(int variant);
 bool matvec_q8k_supported(uint32_t type);
 
 // Host models of the kernels' decompositions (tests, runnable without a GPU): the Q8K row

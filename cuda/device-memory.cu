@@ -78,4 +78,22 @@ void mem_info(size_t* free_bytes, size_t* total_bytes) {
     Q3_CUDA_CHECK(cudaMemGetInfo(free_bytes, total_bytes));
 }
 
+void* event_create() {
+    cudaEvent_t e = nullptr;
+    Q3_CUDA_CHECK(cudaEventCreate(&e));
+    return e;
+}
+void event_destroy(void* event) noexcept {
+    if (event) (void)cudaEventDestroy(static_cast<cudaEvent_t>(event));
+}
+void event_record(void* event, void* stream) {
+    Q3_CUDA_CHECK(cudaEventRecord(static_cast<cudaEvent_t>(event), to_stream(stream)));
+}
+float event_elapsed_ms(void* start, void* stop) {
+    Q3_CUDA_CHECK(cudaEventSynchronize(static_cast<cudaEvent_t>(stop)));
+    float ms = 0.0f;
+    Q3_CUDA_CHECK(cudaEventElapsedTime(&ms, static_cast<cudaEvent_t>(start), static_cast<cudaEvent_t>(stop)));
+    return ms;
+}
+
 }  // namespace qwen3moe::cuda

@@ -29,6 +29,9 @@
 // lane in bit-reversed lane order), then canon_tree_push folds the 32 lanes with exactly the adds
 // of canon_tree32 (proof in matvec-mma.cuh). Hence every output equals the canonical value.
 #include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
 
 #include "cuda/common.cuh"
 #include "cuda/matvec-mma.cuh"
@@ -375,7 +378,22 @@ template <uint32_t T> void launch(const MatvecArgs& p, const block_q8k* a, cudaS
 }
 }  // namespace
 
+namespace {
+// QWEN3MOE_CUDA_MMA=old selects this file's 16-slot kernel, anything else (or unset) the wide one.
+int mma_variant_from_env() {
+    const char* e = std::getenv("QWEN3MOE_CUDA_MMA");
+    return e && std::strcmp(e, "old") == 0 ? kMmaOld : kMmaWide;
+}
+std::atomic<int> g_mma_variant{mma_variant_from_env()};  // read once, at load
+}  // namespace
+
+int matvec_mma_select(int variant) {
+    if (variant != kMmaOld && variant != kMmaWide) return g_mma_variant.load();
+    return g_mma_variant.exchange(variant);
+}
+
 bool matvec_q8k_mma(const MatvecArgs& p, const block_q8k* a, void* stream) {
+    if (g_mma_variant.load(std::memory_order_relaxed) == kMmaWide) return matvec_q8k_mma_wide(p, a, stream);
     if (p.n_tok <= 1) return false;               // decode keeps its own kernel
     if (p.ids && !p.groups) return false;         // units would mix matrices: dp4a tiled kernel
     const cudaStream_t s = to_stream(stream);

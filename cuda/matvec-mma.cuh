@@ -118,6 +118,19 @@ Q3_HD uint32_t mma_a_q6k(const uint8_t* wb, int t, int j) {
     const uint32_t qh = mma_ld4_a2(wb + 128 + 32 * hh + l0);
     return mma_vsub4(((ql >> (4 * (s >> 1))) & kMmaLo4) | (((qh >> (2 * s)) & 0x03030303u) << 4), 0x20202020u);
 }
+// Natural order (the wide kernel, matvec-mma-wide.cu): register half h of sub-block / weight block
+// j holds values 16h + 4t + e, as mma_b_natural; with rows 4 words apart modulo 32 banks these
+// 4-byte loads are free of bank conflicts (the packed order's 8t offsets are not).
+Q3_HD uint32_t mma_a_q4k_nat(const uint8_t* wb, int t, int j, int h) {
+    return (mma_ld4(wb + 16 + 32 * (j >> 1) + mma_natural_first(t, h)) >> (4 * (j & 1))) & kMmaLo4;
+}
+Q3_HD uint32_t mma_a_q5k_nat(const uint8_t* wb, int t, int j, int h) {
+    const uint32_t lo = (mma_ld4(wb + 48 + 32 * (j >> 1) + mma_natural_first(t, h)) >> (4 * (j & 1))) & kMmaLo4;
+    return lo | (((mma_ld4(wb + 16 + mma_natural_first(t, h)) >> j) & 0x01010101u) << 4);
+}
+Q3_HD uint32_t mma_a_q8_0_nat(const uint8_t* wb, int t, int k, int h) {
+    return mma_ld4_a2(wb + 34 * k + 2 + mma_natural_first(t, h));
+}
 // B registers from a Q8K activation block: k32 half h of sub-block j (packed / natural order),
 // k16 register of sub-block j (16 values).
 Q3_HD uint32_t mma_b_packed(const block_q8k* ab, int t, int j, int h) {
@@ -151,6 +164,20 @@ Q3_HD uint32_t mma_b_bsum_k16(const block_q8k* ab, int t, int part) {
         r |= ((uint32_t)v & 0xffu) << (8 * e);
     }
     return r;
+}
+
+// Both parts at once (lo: part 0, hi: part 1 of mma_b_bsum_k16), one read of the bsums.
+Q3_HD void mma_b_bsum_k16_pair(const block_q8k* ab, int t, uint32_t& lo, uint32_t& hi) {
+    lo = 0u;
+    hi = 0u;
+    if ((t & 3) >= 2) return;
+    for (int e = 0; e < 4; ++e) {
+        const int j = 4 * (t & 3) + e;
+        const uint32_t w = mma_ld4(reinterpret_cast<const uint8_t*>(ab->bsums) + 4 * j);
+        const int bs = (int)(int16_t)(uint16_t)(w & 0xffffu) + (int)(int16_t)(uint16_t)(w >> 16);
+        lo |= ((uint32_t)(bs & 127) & 0xffu) << (8 * e);
+        hi |= ((uint32_t)(bs >> 7) & 0xffu) << (8 * e);
+    }
 }
 
 // ---- 16-byte staging windows (matvec-mma.cu) -------------------------------------------------
@@ -195,9 +222,34 @@ Q3_HD float canon_tree_push(float (&stk)[5], int i, float v) {
     return carry;
 }
 
+// ---- the canonical row tree over the first 2^D lanes (matvec-mma-wide.cu) ---------------------
+// When every block index is below P = 2^D (nb <= P), lanes l >= P of canon_tree32 are +0.0f, and
+// so are lanes nb <= l < P. A lane partial is never -0.0f ((+0.0f + c) is +0.0f for c = -0.0f),
+// nor is any sum of such values (x + y is -0.0f in round-to-nearest only when both are), so
+// x + 0.0f == x bit for bit (NaN stays NaN, its payload being unspecified). In the streamed tree
+// (canon_leaf_lane), leaf i holds lane bitrev5(i), which is < P exactly when i = 2^(5-D) m; each
+// aligned run of 2^(5-D) leaves then sums one lane with zeros (= that lane), and the top D levels
+// are the balanced tree over leaves m = 0 .. P-1 holding lane canon_leaf_lane_d(D, m) (zeros for
+// lanes >= nb, which are pushed, so the tree's shape stays). For D = 5 it is canon_tree_push.
+Q3_HD int canon_leaf_lane_d(int d, int m) {  // bitrev_d(m), m < 2^d
+    return canon_leaf_lane(m << (5 - d));
+}
+// Tree depth for nb blocks: 3 (nb <= 8), 4 (nb <= 16), else 5 (lanes then take several blocks).
+Q3_HD int canon_tree_depth(int64_t nb) { return nb <= 8 ? 3 : nb <= 16 ? 4 : 5; }
+// Trailing one bits of m (the number of merges canon_tree_push performs for leaf m).
+Q3_HD int canon_push_merges(int m) {
+    int k = 0;
+    while ((m >> k) & 1) ++k;
+    return k;
+}
+
 // Prefill matvec on int8 tensor cores (matvec-mma.cu). Returns false (launching nothing) when
 // the case is not covered — one token, ids without a slot grouping, or an unsupported type — and
 // the caller then uses the dp4a tiled kernel. Arguments as matvec_q8k (validated by the caller).
+// Which kernel: the wide one (matvec-mma-wide.cu, default) or the 16-slot one below; the choice
+// is matvec_mma_select's (cuda-ops.h).
 bool matvec_q8k_mma(const MatvecArgs& p, const block_q8k* a, void* stream);
+// The wide-tile kernel (matvec-mma-wide.cu), same contract.
+bool matvec_q8k_mma_wide(const MatvecArgs& p, const block_q8k* a, void* stream);
 
 }  // namespace qwen3moe::cuda

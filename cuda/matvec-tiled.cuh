@@ -21,25 +21,34 @@ constexpr int kTileWarps = 8;                        // warps per block
 constexpr int kTileRowsPerWarp = 2;                  // rows per warp
 constexpr int kTileRows = kTileWarps * kTileRowsPerWarp;  // rows per block
 constexpr int kTileSlots = 16;                       // slots per unit
+constexpr int kWideSlots = 32;                       // slots per unit of the wide work list
 constexpr int kSubSlots = 4;                         // slots one warp computes jointly
 
 // Device grouping of slots by matrix id (layout written by moe_group, int32 words):
-// [0] n_work, [1..3] unused, [4, 4 + n_slots) perm (slots sorted by bucket),
-// then max_work entries {matrix (-1: invalid id), start in perm, count}.
-inline int64_t moe_group_max_work(int64_t n_slots, int64_t n_mat) {
+// [0] n_work, [1] n_work_wide, [2..3] unused, [4, 4 + n_slots) perm (slots sorted by bucket),
+// then max_work entries {matrix (-1: invalid id), start in perm, count} (units of kTileSlots),
+// then max_work_wide entries of the same form (units of kWideSlots, for matvec-mma-wide.cu).
+Q3_HD int64_t moe_group_max_work(int64_t n_slots, int64_t n_mat) {
     return (n_slots + kTileSlots - 1) / kTileSlots + n_mat + 1;
 }
+Q3_HD int64_t moe_group_max_work_wide(int64_t n_slots, int64_t n_mat) {
+    return (n_slots + kWideSlots - 1) / kWideSlots + n_mat + 1;
+}
 struct SlotGroups {
-    const int32_t* n_work = nullptr;  // device scalar, or nullptr (no grouping)
-    const int32_t* perm = nullptr;    // device [n_slots]
-    const int32_t* work = nullptr;    // device [max_work][3]
+    const int32_t* n_work = nullptr;       // device scalar, or nullptr (no grouping)
+    const int32_t* perm = nullptr;         // device [n_slots]
+    const int32_t* work = nullptr;         // device [max_work][3]
+    const int32_t* n_work_wide = nullptr;  // device scalar
+    const int32_t* work_wide = nullptr;    // device [max_work_wide][3]
 };
-inline SlotGroups slot_groups(const int32_t* groups, int64_t n_slots) {
+inline SlotGroups slot_groups(const int32_t* groups, int64_t n_slots, int64_t n_mat = 0) {
     SlotGroups g;
     if (!groups) return g;
     g.n_work = groups;
     g.perm = groups + 4;
     g.work = groups + 4 + n_slots;
+    g.n_work_wide = groups + 1;
+    g.work_wide = n_mat > 0 ? g.work + 3 * moe_group_max_work(n_slots, n_mat) : nullptr;
     return g;
 }
 

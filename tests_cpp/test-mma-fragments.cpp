@@ -203,8 +203,9 @@ float f16_at(const uint8_t* p) {
 }
 
 // c_b of the 16 x 8 tile (rows w16[i], activation blocks a8[n]) as the kernel computes it.
+// natural: the wide kernel's decoders (matvec-mma-wide.cu: natural order, bsum pair).
 void tile_block_contrib(uint32_t type, const uint8_t* const (&w16)[16], const block_q8k* const (&a8)[8],
-                        float (&c)[16][8]) {
+                        float (&c)[16][8], bool natural = false) {
     uint32_t ar[32][4], br[32][2];
     int32_t d[16][8];
     if (type == GGML_TYPE_Q4_K || type == GGML_TYPE_Q5_K) {
@@ -214,9 +215,13 @@ void tile_block_contrib(uint32_t type, const uint8_t* const (&w16)[16], const bl
                 const int t = lane & 3;
                 for (int r = 0; r < 4; ++r) {
                     const uint8_t* w = w16[mma_k32_a_row(lane, r)];
-                    ar[lane][r] = type == GGML_TYPE_Q4_K ? mma_a_q4k(w, t, j, r >> 1) : mma_a_q5k(w, t, j, r >> 1);
+                    if (natural)
+                        ar[lane][r] = type == GGML_TYPE_Q4_K ? mma_a_q4k_nat(w, t, j, r >> 1) : mma_a_q5k_nat(w, t, j, r >> 1);
+                    else
+                        ar[lane][r] = type == GGML_TYPE_Q4_K ? mma_a_q4k(w, t, j, r >> 1) : mma_a_q5k(w, t, j, r >> 1);
                 }
-                for (int r = 0; r < 2; ++r) br[lane][r] = mma_b_packed(a8[mma_b_col(lane)], t, j, r);
+                for (int r = 0; r < 2; ++r)
+                    br[lane][r] = natural ? mma_b_natural(a8[mma_b_col(lane)], t, j, r) : mma_b_packed(a8[mma_b_col(lane)], t, j, r);
             }
             emulate_mma(32, ar, br, d);
             for (int i = 0; i < 16; ++i) {
@@ -239,6 +244,14 @@ void tile_block_contrib(uint32_t type, const uint8_t* const (&w16)[16], const bl
                 }
                 bl[lane][0] = mma_b_bsum_k16(a8[mma_b_col(lane)], t, 0);
                 bh[lane][0] = mma_b_bsum_k16(a8[mma_b_col(lane)], t, 1);
+                if (natural) {
+                    uint32_t lo, hi;
+                    mma_b_bsum_k16_pair(a8[mma_b_col(lane)], t, lo, hi);
+                    REQUIRE(lo == bl[lane][0]);
+                    REQUIRE(hi == bh[lane][0]);
+                    bl[lane][0] = lo;
+                    bh[lane][0] = hi;
+                }
             }
             int32_t dl[16][8], dh[16][8];
             emulate_mma(16, mr, bl, dl);
@@ -271,11 +284,12 @@ void tile_block_contrib(uint32_t type, const uint8_t* const (&w16)[16], const bl
                 const int t = lane & 3;
                 for (int r = 0; r < 4; ++r) {
                     const uint8_t* w = w16[mma_k32_a_row(lane, r)];
-                    ar[lane][r] = q8 ? mma_a_q8_0(w, t, k, r >> 1) : mma_a_q4_0(w, t, k, r >> 1);
+                    ar[lane][r] = q8 ? (natural ? mma_a_q8_0_nat(w, t, k, r >> 1) : mma_a_q8_0(w, t, k, r >> 1))
+                                     : mma_a_q4_0(w, t, k, r >> 1);
                 }
                 for (int r = 0; r < 2; ++r) {
                     const block_q8k* ab = a8[mma_b_col(lane)];
-                    br[lane][r] = q8 ? mma_b_packed(ab, t, k, r) : mma_b_natural(ab, t, k, r);
+                    br[lane][r] = q8 && !natural ? mma_b_packed(ab, t, k, r) : mma_b_natural(ab, t, k, r);
                 }
             }
             emulate_mma(32, ar, br, d);
@@ -359,6 +373,101 @@ TEST_CASE("host emulation of the mma tile arithmetic equals vec_dot_q8k bit for 
                             INFO("type " << type << " nb " << nb << " row " << r0 + rr << " token " << s0 + ss);
                             REQUIRE(bits(res[rr][ss]) == bits(want));
                         }
+                }
+        }
+}
+
+// The wide kernel's row protocol (matvec-mma-wide.cu): leaves m of the depth-D tree in order
+// (lane canon_leaf_lane_d(D, m)), a lane's blocks summed from +0.0f, pushed with
+// canon_push_merges(m) merges (older + newer), +0.0f pushed for lanes without a block.
+namespace {
+struct WideRow {
+    int d;
+    float stk[5] = {};
+    float res = 0.0f;
+    void push(int m, float v) {
+        const int k = canon_push_merges(m);
+        for (int i = 0; i < k; ++i) v = stk[i] + v;
+        if (k < d) stk[k] = v;
+        if (m == (1 << d) - 1) res = v;
+    }
+};
+// Calls leaf(m, lane) for each leaf in order and returns the pushed row value (c(b): block b's term).
+template <class C> float wide_row(int64_t nb, C&& c) {
+    WideRow row{canon_tree_depth(nb)};
+    for (int m = 0; m < (1 << row.d); ++m) {
+        const int l = canon_leaf_lane_d(row.d, m);
+        float p = 0.0f;
+        for (int64_t b = l; b < nb; b += 32) p = p + c(b);
+        row.push(m, p);
+    }
+    return row.res;
+}
+}  // namespace
+
+TEST_CASE("wide kernel tree: depth-D leaves with zero lanes give canon_tree32 bit for bit", "[mma]") {
+    std::mt19937 rng(7);
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    for (int d = 1; d <= 5; ++d) {  // canon_leaf_lane_d is a bijection onto lanes 0 .. 2^d - 1
+        std::set<int> lanes;
+        for (int m = 0; m < (1 << d); ++m) lanes.insert(canon_leaf_lane_d(d, m));
+        CHECK((int)lanes.size() == (1 << d));
+        CHECK(*lanes.rbegin() == (1 << d) - 1);
+    }
+    CHECK(canon_push_merges(0) == 0);
+    CHECK(canon_push_merges(7) == 3);
+    CHECK(canon_push_merges(11) == 2);
+    for (int64_t nb : {1, 2, 3, 5, 8, 9, 15, 16, 17, 20, 31, 32, 33, 40, 64, 70}) {
+        CHECK(canon_tree_depth(nb) >= 3);
+        if (nb <= 16) CHECK((1 << canon_tree_depth(nb)) >= nb);
+        for (int trial = 0; trial < 200; ++trial) {
+            std::vector<float> c((size_t)nb);
+            for (auto& v : c) {
+                const int kind = (int)(rng() % 16);
+                v = kind == 0 ? -0.0f : kind == 1 ? 0.0f : kind == 2 ? -c[0] : nd(rng) * std::ldexp(1.0f, (int)(rng() % 40) - 20);
+            }
+            float p[32];
+            canon_row_init(p);
+            for (int64_t b = 0; b < nb; ++b) canon_row_add(p, b, c[(size_t)b]);
+            const float want = canon_tree32(p);
+            const float got = wide_row(nb, [&](int64_t b) { return c[(size_t)b]; });
+            INFO("nb " << nb << " trial " << trial);
+            REQUIRE(bits(got) == bits(want));
+        }
+    }
+}
+
+TEST_CASE("host emulation of the wide kernel (natural order, depth-D tree) equals vec_dot_q8k", "[mma]") {
+    const uint32_t types[] = {GGML_TYPE_Q4_K, GGML_TYPE_Q5_K, GGML_TYPE_Q6_K, GGML_TYPE_Q8_0, GGML_TYPE_Q4_0};
+    std::mt19937 rng(99);
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    for (uint32_t type : types)
+        for (int nb : {1, 3, 8, 16, 20}) {
+            const int n_rows = 16, n_tok = 8, n = 256 * nb;
+            const uint32_t bb = block_bytes(type);
+            const std::vector<uint8_t> w = random_rows(type, n_rows, nb, rng);
+            std::vector<float> x((size_t)n_tok * n);
+            for (auto& v : x) v = nd(rng) * ((rng() % 97) == 0 ? 40.0f : 1.0f);
+            for (int i = 0; i < 256; ++i) x[(size_t)n + i] = 0.0f;
+            for (int i = 0; i < 256; ++i) x[(size_t)2 * n + 256 * (nb - 1) + i] = 3.0f;
+            std::vector<block_q8k> a((size_t)n_tok * nb);
+            for (int t = 0; t < n_tok; ++t) quantize_row_q8k(x.data() + (size_t)t * n, a.data() + (size_t)t * nb, n);
+            std::vector<std::vector<float>> cb((size_t)nb);  // c_b of the 16 x 8 tile, per block
+            for (int b = 0; b < nb; ++b) {
+                const uint8_t* w16[16];
+                const block_q8k* a8[8];
+                for (int rr = 0; rr < 16; ++rr) w16[rr] = w.data() + ((size_t)rr * nb + b) * bb;
+                for (int ss = 0; ss < 8; ++ss) a8[ss] = a.data() + (size_t)ss * nb + b;
+                float c[16][8];
+                tile_block_contrib(type, w16, a8, c, true);
+                cb[(size_t)b].assign(&c[0][0], &c[0][0] + 128);
+            }
+            for (int rr = 0; rr < 16; ++rr)
+                for (int ss = 0; ss < 8; ++ss) {
+                    const float got = wide_row(nb, [&](int64_t b) { return cb[(size_t)b][(size_t)(rr * 8 + ss)]; });
+                    const float want = vec_dot_q8k(type, w.data() + (size_t)rr * nb * bb, a.data() + (size_t)ss * nb, n);
+                    INFO("type " << type << " nb " << nb << " row " << rr << " token " << ss);
+                    REQUIRE(bits(got) == bits(want));
                 }
         }
 }

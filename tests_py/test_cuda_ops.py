@@ -315,6 +315,52 @@ def test_matvec_q8k_mma_prefill(typ, n_tok):
         assert_bits_equal(got, want, f"matvec_q8k mma dense {typ} n_tok={n_tok} rows={rows} n={nn}")
 
 
+@pytest.fixture(params=["new", "old"])
+def mma_variant(request):
+    """Runs a test under each int8 tensor-core prefill kernel (wide / 16-slot), restoring the choice."""
+    prev = _core.cuda_ops_mma_variant(request.param)
+    yield request.param
+    _core.cuda_ops_mma_variant(prev)
+
+
+@pytest.mark.parametrize("typ", QUANT_TYPES)
+@pytest.mark.parametrize("n_tok", [1, 7, 8, 9, 31, 32, 33, 64, 100])
+def test_matvec_q8k_mma_slots_and_variants(typ, n_tok, mma_variant):
+    # Both tensor-core kernels (matvec-mma-wide.cu's 128 x 32 / 64 x 64 tiles, matvec-mma.cu's
+    # 16-slot units) against the CPU dot around every tile edge: slot counts 1 .. 100 (units of 8,
+    # 16, 32, 64 full, partial, one past), rows 1, 33, 130 (warp tile 32, block tiles 64 / 128),
+    # row lengths 256 / 768 / 2048 / 4096 (tree depths 3, 4) and 256 * 20 (depth 5, lanes 20..31
+    # empty), grouped experts with an uneven routing and invalid ids.
+    rng = np.random.default_rng(_seed(typ, n_tok, mma_variant, 77))
+    n_mat, k = 5, 4
+    for n_rows, n in ((33, 768), (130, 2048), (1, 256), (70, 4096), (40, 256 * 20)):
+        w = np.stack([_weights(rng, typ, n_rows, n, random_blocks=(e % 2 == 0)) for e in range(n_mat)])
+        n_slots = n_tok * k
+        ids = rng.choice([0] * 10 + [1, 2, 4], size=(n_tok, k)).astype(np.int32)
+        ids[n_tok // 2, 0] = n_mat  # invalid
+        ids[-1, k - 1] = -1         # invalid
+        for act_per_slot in (False, True):
+            x = _acts(rng, (n_slots if act_per_slot else n_tok, n))
+            x[0, :256] = 0.0
+            x[-1, -256:] = 3.0
+            xq = _q8k_bytes(x)
+            want = np.full((n_slots, n_rows), np.nan, dtype=np.float32)
+            for e in range(n_mat):
+                slots = [s for s in range(n_slots) if ids[s // k, s % k] == e]
+                if slots:
+                    rows = x[slots] if act_per_slot else x[[s // k for s in slots]]
+                    want[slots] = np.asarray(quant.dot_q8k(w[e], typ, rows), dtype=np.float32).reshape(
+                        len(slots), n_rows)
+            got = _core.cuda_ops_matvec_q8k(quant.type_id(typ), w, n, xq, ids, act_per_slot, True)
+            assert np.isnan(got[(n_tok // 2) * k]).all() and np.isnan(got[n_slots - 1]).all()
+            assert_bits_equal(got, want, f"matvec_q8k mma[{mma_variant}] grouped {typ} n_tok={n_tok} "
+                                         f"rows={n_rows} n={n} act_per_slot={act_per_slot}")
+        xd = _acts(rng, (n_tok, n))
+        got = _core.cuda_ops_matvec_q8k(quant.type_id(typ), w[3], n, _q8k_bytes(xd))
+        want = np.asarray(quant.dot_q8k(w[3], typ, xd), dtype=np.float32).reshape(n_tok, n_rows)
+        assert_bits_equal(got, want, f"matvec_q8k mma[{mma_variant}] dense {typ} n_tok={n_tok} rows={n_rows} n={n}")
+
+
 def test_matvec_q8k_rejects_float_types():
     w = np.zeros((2, 256 * 4), dtype=np.uint8)
     with pytest.raises(qwen3moe.UnsupportedTypeError):

@@ -170,6 +170,54 @@ py::array_t<float> op_matvec_q8k(uint32_t type, const Arr<uint8_t>& w, int64_t n
     return download<float>(dout, {(py::ssize_t)s.n_tok * s.n_used, n_rows});
 }
 
+// op_matvec_q8k with the operands uploaded once and `reps` launches, each timed by CUDA events
+// on the default stream (after one untimed warm-up launch): returns (out, [ms per launch]).
+py::tuple op_matvec_q8k_timed(uint32_t type, const Arr<uint8_t>& w, int64_t n, const Arr<uint8_t>& a,
+                              const std::optional<Arr<int32_t>>& ids, bool act_per_slot, bool group, int reps) {
+    const int64_t rb = row_bytes_of(type, n);
+    const auto [n_mat, n_rows] = weight_shape(w, rb);
+    require(n % QK_K == 0, "n must be a multiple of 256");
+    require(a.ndim() == 2 && a.shape(1) == (py::ssize_t)((n / QK_K) * sizeof(block_q8k)),
+            "activations must be (rows, n/256 * 292) Q8K bytes");
+    require(reps >= 1, "reps must be >= 1");
+    Slots s = make_slots(ids, a.shape(0), act_per_slot);
+    make_groups(s, n_mat, group);
+    auto dw = upload(w);
+    auto da = upload(a);
+    qc::DeviceBuffer dout((size_t)((int64_t)s.n_tok * s.n_used * n_rows) * sizeof(float));
+    qc::MatvecArgs p;
+    p.type = type;
+    p.w = dw.get();
+    p.n_rows = n_rows;
+    p.n = n;
+    p.n_mat = n_mat;
+    p.ids = s.ids.as<int32_t>();
+    p.n_tok = s.n_tok;
+    p.n_used = s.n_used;
+    p.act_per_slot = act_per_slot;
+    p.out = dout.as<float>();
+    p.groups = s.groups.as<int32_t>();
+    qc::matvec_q8k(p, da.as<block_q8k>(), nullptr);
+    std::vector<float> ms;
+    void* e0 = qc::event_create();
+    void* e1 = qc::event_create();
+    try {
+        for (int i = 0; i < reps; ++i) {
+            qc::event_record(e0, nullptr);
+            qc::matvec_q8k(p, da.as<block_q8k>(), nullptr);
+            qc::event_record(e1, nullptr);
+            ms.push_back(qc::event_elapsed_ms(e0, e1));
+        }
+    } catch (...) {
+        qc::event_destroy(e0);
+        qc::event_destroy(e1);
+        throw;
+    }
+    qc::event_destroy(e0);
+    qc::event_destroy(e1);
+    return py::make_tuple(download<float>(dout, {(py::ssize_t)s.n_tok * s.n_used, n_rows}), ms);
+}
+
 py::array_t<float> op_matvec_f32act(uint32_t type, const Arr<uint8_t>& w, int64_t n, const Arr<float>& x,
                                     const std::optional<Arr<int32_t>>& ids, bool act_per_slot, bool group) {
     const int64_t rb = row_bytes_of(type, n);
@@ -462,6 +510,19 @@ void bind_cuda(py::module_& m) {
     m.def("cuda_ops_quantize_q8k", &op_quantize_q8k, py::arg("x"));
     m.def("cuda_ops_matvec_q8k", &op_matvec_q8k, py::arg("type"), py::arg("w"), py::arg("n"), py::arg("a"),
           py::arg("ids") = py::none(), py::arg("act_per_slot") = false, py::arg("group") = true);
+    m.def("cuda_ops_matvec_q8k_timed", &op_matvec_q8k_timed, py::arg("type"), py::arg("w"), py::arg("n"),
+          py::arg("a"), py::arg("ids") = py::none(), py::arg("act_per_slot") = false, py::arg("group") = true,
+          py::arg("reps") = 20);
+    m.def(
+        "cuda_ops_mma_variant",
+        [](const std::string& v) -> std::string {
+            const int want = v == "old" ? qc::kMmaOld : v == "new" ? qc::kMmaWide : -1;
+            require(want >= 0 || v.empty(), "mma variant must be 'old', 'new' or '' (query)");
+            return qc::matvec_mma_select(want) == qc::kMmaOld ? "old" : "new";
+        },
+        py::arg("variant") = "",
+        "Selects the int8 tensor-core prefill matvec ('old': 16-slot kernel, 'new': wide kernel) and "
+        "returns the previous choice; '' only returns the current one.");
     m.def("cuda_ops_matvec_f32act", &op_matvec_f32act, py::arg("type"), py::arg("w"), py::arg("n"), py::arg("x"),
           py::arg("ids") = py::none(), py::arg("act_per_slot") = false, py::arg("group") = true);
     m.def("cuda_ops_rms_norm", &op_rms_norm, py::arg("x"), py::arg("w"), py::arg("eps"));
