@@ -16,6 +16,7 @@
 #include "ops/rope.h"
 #include "ops/swiglu.h"
 #include "quant/quant.h"
+#include "runtime/cpu-tuning.h"
 #include "runtime/op-profile.h"
 
 namespace qwen3moe {
@@ -91,6 +92,8 @@ void CpuBackend::begin_batch(const int32_t* tokens, int T, int pos0) {
     T_ = T;
     pos0_ = pos0;
     for (bool& v : q8_valid_) v = false;
+    // pool partition for this batch's regions (scheduling only: any partition gives the same bits)
+    pool_.set_chunks_per_thread(T > 1 ? cpu_tuning::chunks() : cpu_tuning::chunks_decode());
 }
 
 void CpuBackend::embed(const Tensor& token_embd, Act out) {

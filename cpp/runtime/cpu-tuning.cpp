@@ -1,6 +1,7 @@
 // CPU tuning knobs (see cpu-tuning.h). Defaults may be overridden at start-up by the environment
 // variables QWEN3MOE_CPU_PREFETCH (bytes), QWEN3MOE_CPU_WEIGHTS_COPY (0/1) and
-// QWEN3MOE_CPU_FEW_TOKENS (0/1).
+// QWEN3MOE_CPU_FEW_TOKENS (0/1), QWEN3MOE_CPU_CHUNKS and QWEN3MOE_CPU_CHUNKS_DECODE (chunks per
+// thread of the dynamic pool partition, 0 = static).
 #include "runtime/cpu-tuning.h"
 
 #include <cstdlib>
@@ -11,6 +12,12 @@ namespace qwen3moe {
 namespace {
 constexpr int kDefaultPrefetch = 2048;  // 16 cores of the H200 host: tg 27.1 -> 31.0 tok/s (bench/NOTES.md)
 constexpr int kMaxPrefetch = 1 << 16;
+// Prefill: 8 chunks per thread (tail idle ~1/16 of a thread's share instead of the static split's
+// 1.4-1.5x slowest/mean chunk on the 16-vCPU target; bench/NOTES.md "CPU round 5"). Decode stays
+// static until A/B'd on that machine (regions of ~100 us stream weights; see NOTES).
+constexpr int kDefaultChunks = 8;
+constexpr int kDefaultChunksDecode = 0;
+constexpr int kMaxChunks = 64;
 
 int env_int(const char* name, int def, int lo, int hi) {
     const char* s = std::getenv(name);
@@ -26,12 +33,16 @@ namespace cpu_tuning {
 std::atomic<int> g_prefetch{env_int("QWEN3MOE_CPU_PREFETCH", kDefaultPrefetch, 0, kMaxPrefetch)};
 std::atomic<int> g_weights_copy{env_int("QWEN3MOE_CPU_WEIGHTS_COPY", 0, 0, 1)};
 std::atomic<int> g_few_tokens{env_int("QWEN3MOE_CPU_FEW_TOKENS", 1, 0, 1)};
+std::atomic<int> g_chunks{env_int("QWEN3MOE_CPU_CHUNKS", kDefaultChunks, 0, kMaxChunks)};
+std::atomic<int> g_chunks_decode{env_int("QWEN3MOE_CPU_CHUNKS_DECODE", kDefaultChunksDecode, 0, kMaxChunks)};
 }  // namespace cpu_tuning
 
 std::map<std::string, int> cpu_tuning_get() {
     return {{"prefetch", cpu_tuning::prefetch_bytes()},
             {"weights_copy", cpu_tuning::weights_copy() ? 1 : 0},
-            {"few_tokens", cpu_tuning::g_few_tokens.load(std::memory_order_relaxed)}};
+            {"few_tokens", cpu_tuning::g_few_tokens.load(std::memory_order_relaxed)},
+            {"chunks", cpu_tuning::chunks()},
+            {"chunks_decode", cpu_tuning::chunks_decode()}};
 }
 
 void cpu_tuning_set(const std::string& name, int value) {
@@ -54,9 +65,20 @@ void cpu_tuning_set(const std::string& name, int value) {
         cpu_tuning::g_few_tokens.store(value, std::memory_order_relaxed);
         return;
     }
-    throw std::invalid_argument("unknown cpu tuning knob '" + name + "' (known: prefetch, weights_copy, few_tokens)");
+    if (name == "chunks" || name == "chunks_decode") {
+        if (value < 0 || value > kMaxChunks)
+            throw std::invalid_argument("cpu tuning '" + name + "' must be in 0.." + std::to_string(kMaxChunks) +
+                                        " chunks per thread, got " + std::to_string(value));
+        (name == "chunks" ? cpu_tuning::g_chunks : cpu_tuning::g_chunks_decode).store(value, std::memory_order_relaxed);
+        return;
+    }
+    throw std::invalid_argument("unknown cpu tuning knob '" + name +
+                                "' (known: prefetch, weights_copy, few_tokens, chunks, chunks_decode)");
 }
 
-std::map<std::string, std::vector<int>> cpu_tuning_choices() { return {{"prefetch", {0, 1024, 2048, 4096, 8192}}, {"weights_copy", {0, 1}}, {"few_tokens", {0, 1}}}; }
+std::map<std::string, std::vector<int>> cpu_tuning_choices() {
+    return {{"prefetch", {0, 1024, 2048, 4096, 8192}}, {"weights_copy", {0, 1}}, {"few_tokens", {0, 1}},
+            {"chunks", {0, 2, 4, 8, 16}}, {"chunks_decode", {0, 2, 4}}};
+}
 
 }  // namespace qwen3moe

@@ -14,6 +14,10 @@
 //  few_tokens  1: multi-token Q8K dots (2+ tokens per weight row: prefill, an expert.s tokens)
 //            decode each weight block once per chunk of <= 8 tokens and reduce per token over 8
 //            blocks (AVX-512 table); 0: 8 tokens in the 8 lanes of each block.s reduction.
+//  chunks    the CPU backend's pool partition for batches of 2+ tokens (prefill): m > 0 = dynamic,
+//            about m chunks per thread taken from a shared counter (runtime/thread-pool.h);
+//            0 = static (one contiguous chunk per thread).
+//  chunks_decode  the same for one-token batches (decode).
 #pragma once
 #include <atomic>
 #include <map>
@@ -28,6 +32,10 @@ extern std::atomic<int> g_weights_copy;  // 0 / 1
 extern std::atomic<int> g_few_tokens;    // 0 / 1 (read by quant/dot-avx512.cpp)
 inline int prefetch_bytes() { return g_prefetch.load(std::memory_order_relaxed); }
 inline bool weights_copy() { return g_weights_copy.load(std::memory_order_relaxed) != 0; }
+extern std::atomic<int> g_chunks;         // chunks per thread, prefill (0 = static)
+extern std::atomic<int> g_chunks_decode;  // chunks per thread, decode (0 = static)
+inline int chunks() { return g_chunks.load(std::memory_order_relaxed); }
+inline int chunks_decode() { return g_chunks_decode.load(std::memory_order_relaxed); }
 }  // namespace cpu_tuning
 
 // All knobs and their current values.
