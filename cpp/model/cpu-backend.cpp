@@ -287,11 +287,16 @@ void CpuBackend::moe_experts(const Tensor& gate_exps, const Tensor& up_exps, con
     const bool gu_f32 = !matvec_uses_q8(gate_exps.type, mode_) || !matvec_uses_q8(up_exps.type, mode_);
     if (gu_q8 && !q8_valid_[(int)in]) throw std::logic_error("moe_experts: input has no q8 copy");
     const int64_t nbE = E / 256;
-    for (int p = 0; p < n_ent; ++p) {
-        const int t = grp_entry_[p] / K;
-        if (gu_f32) std::memcpy(g_in_.data() + p * E, buf(in) + t * E, sizeof(float) * E);
-        if (gu_q8) std::memcpy(g_in_q8_.data() + p * nbE, q8_[(int)in].data() + t * nbE, sizeof(block_q8k) * nbE);
-    }
+    // (copies only, one entry per item: any split gives the same buffers; a prefill batch's
+    // few MB of copies in parallel instead of on this thread, decode's 8 entries stay here)
+    const int64_t gather_bytes = (gu_f32 ? (int64_t)sizeof(float) * E : 0) + (gu_q8 ? (int64_t)sizeof(block_q8k) * nbE : 0);
+    par(n_ent, (int64_t)n_ent * gather_bytes / 8, [&](int64_t p0, int64_t p1, int) {
+        for (int64_t p = p0; p < p1; ++p) {
+            const int64_t t = grp_entry_[p] / K;
+            if (gu_f32) std::memcpy(g_in_.data() + p * E, buf(in) + t * E, sizeof(float) * E);
+            if (gu_q8) std::memcpy(g_in_q8_.data() + p * nbE, q8_[(int)in].data() + t * nbE, sizeof(block_q8k) * nbE);
+        }
+    });
 
     group_scope.reset();
     // 3. gate and up: work items (active expert, row); each expert's rows read once for its
@@ -312,25 +317,39 @@ void CpuBackend::moe_experts(const Tensor& gate_exps, const Tensor& up_exps, con
             i += r1 - r0;
         }
     };
-    // The pool splits work units (rows x tokens of each expert), not rows, so a thread whose
-    // rows belong to a popular expert does not hold up the others (prefill); a unit boundary w
-    // maps to the global row active_row(w), monotone in w, so the chunks still partition the rows.
-    auto active_row = [&](int64_t w, int64_t rows_per_expert) -> int64_t {
+    // The pool splits work units, not rows, so a thread whose rows belong to a popular expert
+    // does not hold up the others (prefill). A row of expert a weighs u_a = cnt_a * nb + f units:
+    // its (token, block) pairs plus f = cpu_tuning::row_pairs() pairs for the row's fixed cost
+    // (weight decode, reduce padding, per-token trees, the call: ~35-55 ns on Zen 4, ~as much
+    // as 16 pairs of a short row), so experts with few tokens are not underweighted. A unit
+    // boundary w maps to the global row active_row(w) = first row starting at or after w,
+    // monotone in w, so the chunks still partition the rows (scheduling only: same bits).
+    const int64_t row_pairs = cpu_tuning::row_pairs();
+    auto units_per_row = [&](int a, int64_t nb) -> int64_t {
+        const int e = grp_active_[a];
+        return (int64_t)(grp_off_[e + 1] - grp_off_[e]) * nb + row_pairs;
+    };
+    auto total_units = [&](int64_t rows_per_expert, int64_t nb) -> int64_t {
+        int64_t u = 0;
+        for (int a = 0; a < n_active; ++a) u += units_per_row(a, nb) * rows_per_expert;
+        return u;
+    };
+    auto active_row = [&](int64_t w, int64_t rows_per_expert, int64_t nb) -> int64_t {
         for (int a = 0; a < n_active; ++a) {
-            const int e = grp_active_[a];
-            const int64_t cnt = grp_off_[e + 1] - grp_off_[e];
-            const int64_t units = cnt * rows_per_expert;
-            if (w < units) return (int64_t)a * rows_per_expert + (w + cnt - 1) / cnt;
+            const int64_t u = units_per_row(a, nb);
+            const int64_t units = u * rows_per_expert;
+            if (w < units) return (int64_t)a * rows_per_expert + (w + u - 1) / u;
             w -= units;
         }
         return (int64_t)n_active * rows_per_expert;
     };
+    const int64_t nb_gu = (E + 255) / 256, nb_down = (F + 255) / 256;  // blocks per row (pair units)
     std::optional<OpScope> gu_scope;
     gu_scope.emplace(ProfOp::experts_gate_up,
                                               (int64_t)n_active * F * (int64_t)(gate_exps.row_bytes + up_exps.row_bytes));
-    par((int64_t)n_ent * F, (int64_t)n_ent * F * E * 2, [&](int64_t w0, int64_t w1, int tid) {
+    par(total_units(F, nb_gu), (int64_t)n_ent * F * E * 2, [&](int64_t w0, int64_t w1, int tid) {
         float* scr = scratch_.data() + tid * scratch_stride_;
-        const int64_t i0 = active_row(w0, F), i1 = active_row(w1, F);
+        const int64_t i0 = active_row(w0, F, nb_gu), i1 = active_row(w1, F, nb_gu);
         run_rows(gate_exps, F, g_in_.data(), E, gin_q8, nbE, g_gate_.data(), F, i0, i1, scr);
         run_rows(up_exps, F, g_in_.data(), E, gin_q8, nbE, g_up_.data(), F, i0, i1, scr);
     });
@@ -354,9 +373,9 @@ void CpuBackend::moe_experts(const Tensor& gate_exps, const Tensor& up_exps, con
     // 5. down: work items (active expert, output row)
     std::optional<OpScope> down_scope;
     down_scope.emplace(ProfOp::experts_down, (int64_t)n_active * E * (int64_t)down_exps.row_bytes);
-    par((int64_t)n_ent * E, (int64_t)n_ent * F * E, [&](int64_t w0, int64_t w1, int tid) {
+    par(total_units(E, nb_down), (int64_t)n_ent * F * E, [&](int64_t w0, int64_t w1, int tid) {
         float* scr = scratch_.data() + tid * scratch_stride_;
-        const int64_t i0 = active_row(w0, E), i1 = active_row(w1, E);
+        const int64_t i0 = active_row(w0, E, nb_down), i1 = active_row(w1, E, nb_down);
         run_rows(down_exps, E, g_act_.data(), F, d_q8 ? g_act_q8_.data() : nullptr, nbF, g_down_.data(), E, i0, i1, scr);
     });
 

@@ -1,7 +1,7 @@
 // CPU tuning knobs (see cpu-tuning.h). Defaults may be overridden at start-up by the environment
 // variables QWEN3MOE_CPU_PREFETCH (bytes), QWEN3MOE_CPU_WEIGHTS_COPY (0/1) and
 // QWEN3MOE_CPU_FEW_TOKENS (0/1), QWEN3MOE_CPU_CHUNKS and QWEN3MOE_CPU_CHUNKS_DECODE (chunks per
-// thread of the dynamic pool partition, 0 = static).
+// thread of the dynamic pool partition, 0 = static), QWEN3MOE_CPU_ROW_PAIRS (MoE row weight).
 #include "runtime/cpu-tuning.h"
 
 #include <cstdlib>
@@ -18,6 +18,11 @@ constexpr int kMaxPrefetch = 1 << 16;
 constexpr int kDefaultChunks = 8;
 constexpr int kDefaultChunksDecode = 0;
 constexpr int kMaxChunks = 64;
+// MoE work units: a row's fixed cost counted as 16 (token, block) pairs (Zen 4 fits: 35 ns per
+// 8-block row, 54 ns per 3-block row, 2.6-3.6 ns per pair); simulated 16-thread balance of a
+// 64-token prefill: gate/up 0.93 -> 0.98, down 0.85 -> 0.98 (bench/NOTES.md "CPU round 5").
+constexpr int kDefaultRowPairs = 16;
+constexpr int kMaxRowPairs = 1024;
 
 int env_int(const char* name, int def, int lo, int hi) {
     const char* s = std::getenv(name);
@@ -35,6 +40,7 @@ std::atomic<int> g_weights_copy{env_int("QWEN3MOE_CPU_WEIGHTS_COPY", 0, 0, 1)};
 std::atomic<int> g_few_tokens{env_int("QWEN3MOE_CPU_FEW_TOKENS", 1, 0, 1)};
 std::atomic<int> g_chunks{env_int("QWEN3MOE_CPU_CHUNKS", kDefaultChunks, 0, kMaxChunks)};
 std::atomic<int> g_chunks_decode{env_int("QWEN3MOE_CPU_CHUNKS_DECODE", kDefaultChunksDecode, 0, kMaxChunks)};
+std::atomic<int> g_row_pairs{env_int("QWEN3MOE_CPU_ROW_PAIRS", kDefaultRowPairs, 0, kMaxRowPairs)};
 }  // namespace cpu_tuning
 
 std::map<std::string, int> cpu_tuning_get() {
@@ -42,7 +48,8 @@ std::map<std::string, int> cpu_tuning_get() {
             {"weights_copy", cpu_tuning::weights_copy() ? 1 : 0},
             {"few_tokens", cpu_tuning::g_few_tokens.load(std::memory_order_relaxed)},
             {"chunks", cpu_tuning::chunks()},
-            {"chunks_decode", cpu_tuning::chunks_decode()}};
+            {"chunks_decode", cpu_tuning::chunks_decode()},
+            {"row_pairs", cpu_tuning::row_pairs()}};
 }
 
 void cpu_tuning_set(const std::string& name, int value) {
@@ -72,13 +79,21 @@ void cpu_tuning_set(const std::string& name, int value) {
         (name == "chunks" ? cpu_tuning::g_chunks : cpu_tuning::g_chunks_decode).store(value, std::memory_order_relaxed);
         return;
     }
+    if (name == "row_pairs") {
+        if (value < 0 || value > kMaxRowPairs)
+            throw std::invalid_argument("cpu tuning 'row_pairs' must be in 0.." + std::to_string(kMaxRowPairs) +
+                                        ", got " + std::to_string(value));
+        cpu_tuning::g_row_pairs.store(value, std::memory_order_relaxed);
+        return;
+    }
     throw std::invalid_argument("unknown cpu tuning knob '" + name +
-                                "' (known: prefetch, weights_copy, few_tokens, chunks, chunks_decode)");
+                                "' (known: prefetch, weights_copy, few_tokens, chunks, chunks_decode, row_pairs)");
 }
 
 std::map<std::string, std::vector<int>> cpu_tuning_choices() {
     return {{"prefetch", {0, 1024, 2048, 4096, 8192}}, {"weights_copy", {0, 1}}, {"few_tokens", {0, 1}},
-            {"chunks", {0, 2, 4, 8, 16}}, {"chunks_decode", {0, 2, 4}}};
+            {"chunks", {0, 2, 4, 8, 16}}, {"chunks_decode", {0, 2, 4}},
+            {"row_pairs", {0, 8, 16, 32}}};
 }
 
 }  // namespace qwen3moe

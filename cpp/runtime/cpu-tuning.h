@@ -18,6 +18,8 @@
 //            about m chunks per thread taken from a shared counter (runtime/thread-pool.h);
 //            0 = static (one contiguous chunk per thread).
 //  chunks_decode  the same for one-token batches (decode).
+//  row_pairs the MoE expert regions weigh a row of an expert with c tokens as c * blocks + this
+//            many (token, block) pairs (the row's fixed cost); 0 = by token count alone.
 #pragma once
 #include <atomic>
 #include <map>
@@ -36,6 +38,8 @@ extern std::atomic<int> g_chunks;         // chunks per thread, prefill (0 = sta
 extern std::atomic<int> g_chunks_decode;  // chunks per thread, decode (0 = static)
 inline int chunks() { return g_chunks.load(std::memory_order_relaxed); }
 inline int chunks_decode() { return g_chunks_decode.load(std::memory_order_relaxed); }
+extern std::atomic<int> g_row_pairs;      // MoE row fixed cost in (token, block) pairs
+inline int row_pairs() { return g_row_pairs.load(std::memory_order_relaxed); }
 }  // namespace cpu_tuning
 
 // All knobs and their current values.
