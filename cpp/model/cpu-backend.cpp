@@ -67,6 +67,10 @@ void CpuBackend::ensure_capacity(int T) {
     for (int i = 0; i < (int)Act::count; ++i) {
         // logits rows are allocated by lm_head on demand (vocab-wide rows are large)
         if (i == (int)Act::logits || i == (int)Act::router_indices) continue;
+        // the per-entry expert captures are gathered from the grouped buffers (copy_to_host)
+        if (i == (int)Act::expert_gate || i == (int)Act::expert_up || i == (int)Act::expert_swiglu ||
+            i == (int)Act::expert_out)
+            continue;
         bufs_[i].assign((size_t)(cap * width_[i]), 0.0f);
     }
     if (mode_ == ActMode::q8) {
@@ -92,6 +96,7 @@ void CpuBackend::begin_batch(const int32_t* tokens, int T, int pos0) {
     T_ = T;
     pos0_ = pos0;
     for (bool& v : q8_valid_) v = false;
+    grouped_valid_ = false;
     // pool partition for this batch's regions (scheduling only: any partition gives the same bits)
     pool_.set_chunks_per_thread(T > 1 ? cpu_tuning::chunks() : cpu_tuning::chunks_decode());
 }
@@ -381,26 +386,25 @@ void CpuBackend::moe_experts(const Tensor& gate_exps, const Tensor& up_exps, con
 
     down_scope.reset();
     OpScope combine_scope(ProfOp::experts_combine);
-    // 6. scatter to rank order and combine: moe[d] = +0.0f; for r: moe[d] = canon_fma(w_r, y_r[d], moe[d])
+    // 6. combine in rank order: moe[d] = +0.0f; for r: moe[d] = canon_fma(w_r, y_r[d], moe[d]).
+    //    The per-entry captures (expert_gate/up/swiglu/out, rank order) are not scattered here:
+    //    copy_to_host gathers them from the grouped buffers when a capture asks (they stay valid
+    //    until the next moe_experts), so a forward without captures copies nothing (a 64-token
+    //    prefill of coder30b: 8.9 MB per layer).
     const float* wts = buf(Act::router_weights);
-    par(T_, (int64_t)T_ * K * (E + 3 * F), [&](int64_t t0, int64_t t1, int) {
+    par(T_, (int64_t)T_ * K * E, [&](int64_t t0, int64_t t1, int) {
         for (int64_t t = t0; t < t1; ++t) {
             float* moe = buf(Act::moe_out) + t * E;
             for (int64_t d = 0; d < E; ++d) moe[d] = 0.0f;
             for (int r = 0; r < K; ++r) {
                 const int64_t p = grp_pos_[t * K + r];
-                const int64_t dst = t * K + r;
-                std::memcpy(buf(Act::expert_gate) + dst * F, g_gate_.data() + p * F, sizeof(float) * F);
-                std::memcpy(buf(Act::expert_up) + dst * F, g_up_.data() + p * F, sizeof(float) * F);
-                std::memcpy(buf(Act::expert_swiglu) + dst * F, g_act_.data() + p * F, sizeof(float) * F);
-                const float* y = g_down_.data() + p * E;
-                std::memcpy(buf(Act::expert_out) + dst * E, y, sizeof(float) * E);
                 const float w = wts[t * K + r];
-                canon_axpy(w, y, moe, E);  // moe[d] = canon_fma(w, y[d], moe[d])
+                canon_axpy(w, g_down_.data() + p * E, moe, E);  // moe[d] = canon_fma(w, y[d], moe[d])
             }
         }
     });
-    for (Act a : {Act::expert_gate, Act::expert_up, Act::expert_swiglu, Act::expert_out, Act::moe_out}) invalidate(a);
+    grouped_valid_ = true;
+    invalidate(Act::moe_out);
 }
 
 void CpuBackend::lm_head(const Tensor& w, Act in, Rows rows) {
@@ -418,6 +422,22 @@ void CpuBackend::lm_head(const Tensor& w, Act in, Rows rows) {
 
 void CpuBackend::copy_to_host(Act a, Rows rows, void* dst) {
     const int64_t w = width(a);
+    const float* grouped = a == Act::expert_gate     ? g_gate_.data()
+                           : a == Act::expert_up     ? g_up_.data()
+                           : a == Act::expert_swiglu ? g_act_.data()
+                           : a == Act::expert_out    ? g_down_.data()
+                                                     : nullptr;
+    if (grouped) {
+        // rank-order rows (t, r) of the last moe_experts, from its expert-grouped buffers
+        if (!grouped_valid_) throw std::logic_error("copy_to_host: no expert outputs since the batch began");
+        const int64_t K = hp_.n_expert_used, ew = w / K;  // floats per entry
+        float* out = static_cast<float*>(dst);
+        for (int64_t t = rows.r0; t < (int64_t)rows.r0 + rows.n; ++t)
+            for (int64_t r = 0; r < K; ++r)
+                std::memcpy(out + ((t - rows.r0) * K + r) * ew, grouped + (int64_t)grp_pos_[t * K + r] * ew,
+                            sizeof(float) * (size_t)ew);
+        return;
+    }
     if (a == Act::router_indices)
         std::memcpy(dst, indices() + (int64_t)rows.r0 * w, sizeof(int32_t) * (size_t)(rows.n * w));
     else

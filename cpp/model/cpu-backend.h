@@ -91,6 +91,7 @@ private:
     std::vector<float> g_gate_, g_up_, g_act_;  // [cap*k][n_ff_exp]
     std::vector<block_q8k> g_act_q8_;  // [cap*k][n_ff_exp/256]
     std::vector<float> g_down_;        // [cap*k][n_embd]
+    bool grouped_valid_ = false;       // g_* hold this batch's last moe_experts (captures read them)
 };
 
 }  // namespace qwen3moe
