@@ -12,10 +12,12 @@ namespace qwen3moe {
 namespace {
 constexpr int kDefaultPrefetch = 2048;  // 16 cores of the H200 host: tg 27.1 -> 31.0 tok/s (bench/NOTES.md)
 constexpr int kMaxPrefetch = 1 << 16;
-// Prefill: 8 chunks per thread (tail idle ~1/16 of a thread's share instead of the static split's
-// 1.4-1.5x slowest/mean chunk on the 16-vCPU target; bench/NOTES.md "CPU round 5"). Decode stays
-// static until A/B'd on that machine (regions of ~100 us stream weights; see NOTES).
-constexpr int kDefaultChunks = 8;
+// Prefill: 16 chunks per thread. The static split showed a slowest/mean chunk time of 1.4-1.5 on
+// the 16-vCPU target even for uniform matvecs; bench/moe_balance_sim.py with 2 of 16 threads at
+// 0.66x speed (which reproduces that imbalance) gives wall / ideal 1.46 static, 1.18 / 1.09 / 1.02
+// with 4 / 8 / 16 chunks per thread (bench/NOTES.md "CPU round 5"). Decode stays static until
+// A/B'd on that machine (regions of ~100 us that stream weights).
+constexpr int kDefaultChunks = 16;
 constexpr int kDefaultChunksDecode = 0;
 constexpr int kMaxChunks = 64;
 // MoE work units: a row's fixed cost counted as 16 (token, block) pairs (Zen 4 fits: 35 ns per
@@ -92,7 +94,7 @@ void cpu_tuning_set(const std::string& name, int value) {
 
 std::map<std::string, std::vector<int>> cpu_tuning_choices() {
     return {{"prefetch", {0, 1024, 2048, 4096, 8192}}, {"weights_copy", {0, 1}}, {"few_tokens", {0, 1}},
-            {"chunks", {0, 2, 4, 8, 16}}, {"chunks_decode", {0, 2, 4}},
+            {"chunks", {0, 4, 8, 16, 32}}, {"chunks_decode", {0, 2, 4}},
             {"row_pairs", {0, 8, 16, 32}}};
 }
 
