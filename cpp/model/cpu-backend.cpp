@@ -99,6 +99,9 @@ void CpuBackend::begin_batch(const int32_t* tokens, int T, int pos0) {
     grouped_valid_ = false;
     // pool partition for this batch's regions (scheduling only: any partition gives the same bits)
     pool_.set_chunks_per_thread(T > 1 ? cpu_tuning::chunks() : cpu_tuning::chunks_decode());
+    // software prefetch of weight rows: decode streams weights (prefetch), prefill reuses each
+    // row across tokens and is arithmetic-bound (prefetch_prefill)
+    prefetch_ = T > 1 ? cpu_tuning::prefetch_prefill_bytes() : cpu_tuning::prefetch_bytes();
 }
 
 void CpuBackend::embed(const Tensor& token_embd, Act out) {
@@ -133,7 +136,7 @@ void CpuBackend::quantize(Act in) {
 void CpuBackend::matvec_into(const WeightMatrix& w, int n_tok, const float* x, int64_t x_stride,
                              const block_q8k* xq, int64_t xq_stride, float* y, int64_t y_stride) {
     qwen3moe::matvec(pool_, w, n_tok, x, x_stride, xq, xq_stride, y, y_stride, mode_, scratch_.data(),
-                     scratch_stride_);
+                     scratch_stride_, prefetch_);
 }
 
 void CpuBackend::matvec(const Tensor& w, Act in, Act out) {
@@ -169,7 +172,7 @@ void CpuBackend::matvec_qkv(const Tensor& wq, const Tensor& wk, const Tensor& wv
             const int64_t r1 = i1 - base < m[j].n_rows ? i1 - base : m[j].n_rows;
             if (r0 < r1)
                 matvec_rows(m[j], r0, r1, T_, x, win, q8[j] ? xq : nullptr, win / 256, buf(outs[j]), width(outs[j]),
-                            mode_, scr);
+                            mode_, scr, prefetch_);
             base += m[j].n_rows;
         }
     });
@@ -318,7 +321,7 @@ void CpuBackend::moe_experts(const Tensor& gate_exps, const Tensor& up_exps, con
             const int e = grp_active_[a];
             const int off = grp_off_[e], cnt = grp_off_[e + 1] - grp_off_[e];
             matvec_rows(W.matrix(e), r0, r1, cnt, xin ? xin + off * xs : nullptr, xs,
-                        xq ? xq + off * xqs : nullptr, xqs, out + off * ys, ys, mode_, scratch);
+                        xq ? xq + off * xqs : nullptr, xqs, out + off * ys, ys, mode_, scratch, prefetch_);
             i += r1 - r0;
         }
     };

@@ -7,7 +7,9 @@
 // Knobs:
 //  prefetch  bytes of weight rows prefetched ahead of the row being multiplied (software
 //            prefetch into the caches, so the stream does not stall at each 4 KiB page of the
-//            page-cache mapping, where hardware prefetchers stop); 0 = off.
+//            page-cache mapping, where hardware prefetchers stop); 0 = off. The CPU backend uses
+//            it for one-token batches (decode) and for direct matvec() calls.
+//  prefetch_prefill  the same for the CPU backend's batches of 2+ tokens (prefill).
 //  weights_copy  1: a model loaded afterwards on the CPU copies its weights into anonymous
 //            memory advised for 2 MiB transparent huge pages (model/weight-copy.h); 0: it reads
 //            them through the file mapping. Costs the file size in RAM.
@@ -33,6 +35,8 @@ extern std::atomic<int> g_prefetch;  // bytes
 extern std::atomic<int> g_weights_copy;  // 0 / 1
 extern std::atomic<int> g_few_tokens;    // 0 / 1 (read by quant/dot-avx512.cpp)
 inline int prefetch_bytes() { return g_prefetch.load(std::memory_order_relaxed); }
+extern std::atomic<int> g_prefetch_prefill;  // bytes, batches of 2+ tokens
+inline int prefetch_prefill_bytes() { return g_prefetch_prefill.load(std::memory_order_relaxed); }
 inline bool weights_copy() { return g_weights_copy.load(std::memory_order_relaxed) != 0; }
 extern std::atomic<int> g_chunks;         // chunks per thread, prefill (0 = static)
 extern std::atomic<int> g_chunks_decode;  // chunks per thread, decode (0 = static)
