@@ -121,7 +121,8 @@ void ThreadPool::run(int64_t n, Thunk thunk, void* ctx) {
     }
     std::lock_guard<std::mutex> run_lk(run_mu_);
     n_ = n;
-    n_chunks_ = chunks_per_thread_ > 0 ? std::min<int64_t>(n, (int64_t)chunks_per_thread_ * n_threads_) : 0;
+    const int m = chunks_per_thread_.load(std::memory_order_relaxed);
+    n_chunks_ = m > 0 ? std::min<int64_t>(n, (int64_t)m * n_threads_) : 0;
     next_chunk_.store(0, std::memory_order_relaxed);  // published by the generation bump below
     thunk_ = thunk;
     ctx_ = ctx;

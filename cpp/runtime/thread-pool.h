@@ -43,9 +43,9 @@ public:
     int size() const { return n_threads_; }  // threads including the caller
 
     // 0: static partition; m > 0: dynamic, about m chunks per thread (see the top of the file).
-    // Applies to the following parallel_for calls; call from the thread that issues them.
-    void set_chunks_per_thread(int m) { chunks_per_thread_ = m > 0 ? m : 0; }
-    int chunks_per_thread() const { return chunks_per_thread_; }
+    // Applies to the parallel_for calls that start after it (a call in progress keeps its own).
+    void set_chunks_per_thread(int m) { chunks_per_thread_.store(m > 0 ? m : 0, std::memory_order_relaxed); }
+    int chunks_per_thread() const { return chunks_per_thread_.load(std::memory_order_relaxed); }
 
     // fn(begin, end) over the static partition of [0, n).
     template <class F>
@@ -75,7 +75,7 @@ private:
     std::atomic<int> pending_{0};          // workers still running the current job
     std::atomic<int> sleepers_{0};         // workers blocked (or about to block) on cv_work_
     std::atomic<bool> stop_{false};        // set (under mu_) at destruction
-    int chunks_per_thread_ = 0;      // partition of the following jobs (0: static)
+    std::atomic<int> chunks_per_thread_{0};  // partition of the following jobs (0: static)
     // current job
     int64_t n_ = 0;
     int64_t n_chunks_ = 0;           // dynamic partition: chunks of [0, n_); 0: static
