@@ -11,8 +11,9 @@
 // showed a slowest/mean chunk time of 1.4-1.5 under the static split. Which thread runs a chunk
 // (and its thread_index) then varies from run to run, but the chunks still partition [0, n).
 // Every op in this engine computes each output element independently of which chunk or thread
-// it lands in, so results never depend on the thread count or the partition. The callable is passed by reference without type erasure into a heap object:
-// no allocation per call. A parallel_for issued from inside a worker runs serially (no nesting).
+// it lands in, so results never depend on the thread count or the partition.
+// The callable is passed by reference without type erasure into a heap object: no allocation
+// per call. A parallel_for issued from inside a worker runs serially (no nesting).
 // The first exception thrown by any chunk is rethrown on the calling thread.
 // Waiting: a decode step issues hundreds of short jobs (several per layer), so the fast path
 // takes no lock: the caller publishes a job by bumping an atomic generation, workers spin on
