@@ -41,7 +41,7 @@ int main(int argc, char** argv) {
             const int64_t rb = ggml_type_traits(type)->type_size * (n / 256);
             std::vector<uint8_t> w((size_t)(rows * rb));
             for (int r = 0; r < rows; ++r) quantize_row(type, wf.data() + r * n, w.data() + r * rb, n);
-            for (int n_tok : {1, 2, 4, 8, 64}) {
+            for (int n_tok : {1, 2, 3, 4, 5, 6, 8, 64}) {
                 std::vector<float> x((size_t)(n * n_tok));
                 for (float& v : x) v = nd(rng);
                 std::vector<block_q8k> a((size_t)(n_tok * n / 256));

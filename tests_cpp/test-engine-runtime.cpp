@@ -42,6 +42,59 @@ TEST_CASE("thread pool: static partition covers [0, n) once, any thread count", 
     }
 }
 
+TEST_CASE("thread pool: dynamic partition covers [0, n) once in its chunks, any thread count", "[threads]") {
+    for (int threads : {1, 2, 3, 5}) {
+        ThreadPool pool(threads);
+        for (int m : {1, 3, 8}) {
+            pool.set_chunks_per_thread(m);
+            REQUIRE(pool.chunks_per_thread() == m);
+            for (int64_t n : {0, 1, 2, 7, 64, 1000}) {
+                const int64_t nc = n < (int64_t)m * threads ? n : (int64_t)m * threads;
+                std::vector<std::atomic<int>> hits((size_t)n);
+                for (auto& h : hits) h = 0;
+                std::atomic<int> bad{0};
+                std::atomic<int64_t> calls{0};
+                pool.parallel_for_indexed(n, [&](int64_t b, int64_t e, int tid) {
+                    ++calls;
+                    // a chunk is [n*c/nc, n*(c+1)/nc) for some c (serial shortcuts: all of [0, n))
+                    const bool serial = threads == 1 || n == 1;
+                    bool is_chunk = serial && b == 0 && e == n;
+                    for (int64_t c = 0; !serial && c < nc && !is_chunk; ++c)
+                        is_chunk = b == n * c / nc && e == n * (c + 1) / nc;
+                    if (tid < 0 || tid >= threads || !is_chunk) ++bad;
+                    for (int64_t i = b; i < e; ++i) hits[(size_t)i]++;
+                });
+                REQUIRE(bad == 0);
+                if (threads > 1 && n > 1) REQUIRE(calls == nc);
+                for (auto& h : hits) REQUIRE(h == 1);
+            }
+        }
+        pool.set_chunks_per_thread(0);  // back to the static split
+        std::vector<int64_t> part((size_t)threads, -1);
+        pool.parallel_for_indexed(1000, [&](int64_t b, int64_t e, int t) { part[(size_t)t] = b * 100000 + e; });
+        for (int t = 0; t < threads; ++t) REQUIRE(part[(size_t)t] == (1000 * t / threads) * 100000 + 1000 * (t + 1) / threads);
+    }
+}
+
+TEST_CASE("thread pool: dynamic partition under many short jobs; exceptions reach the caller", "[threads]") {
+    ThreadPool pool(4);
+    pool.set_chunks_per_thread(4);
+    std::vector<int64_t> out(256, 0);
+    for (int job = 0; job < 300; ++job) {
+        pool.parallel_for((int64_t)out.size(), [&](int64_t b, int64_t e) {
+            for (int64_t i = b; i < e; ++i) out[(size_t)i] += i;
+        });
+        if (job % 100 == 99) std::this_thread::sleep_for(std::chrono::milliseconds(3));
+    }
+    for (int64_t i = 0; i < 256; ++i) REQUIRE(out[(size_t)i] == 300 * i);
+    REQUIRE_THROWS_AS(pool.parallel_for(30, [](int64_t b, int64_t) {
+        if (b >= 10) throw std::runtime_error("chunk failed");
+    }), std::runtime_error);
+    std::atomic<int64_t> total{0};
+    pool.parallel_for(30, [&](int64_t b, int64_t e) { total += e - b; });
+    REQUIRE(total == 30);
+}
+
 TEST_CASE("thread pool: exceptions reach the caller and the pool stays usable", "[threads]") {
     ThreadPool pool(3);
     REQUIRE_THROWS_AS(pool.parallel_for(30, [](int64_t b, int64_t) {

@@ -133,16 +133,21 @@ def test_thread_count_invariance(tiny_path):
 
 
 def test_cpu_tuning_knobs_invariance(small_path):
-    """Every CPU tuning knob setting (prefetch, weights copy, few-token dots) x SIMD level x threads
-    gives the same captures and logits; bad knob names/values raise ValueError."""
+    """Every CPU tuning knob setting (prefetch in decode and prefill, weights copy, few-token dots,
+    static/dynamic pool partition, MoE row weights) x SIMD level x threads gives the same captures
+    and logits; bad knob names/values raise ValueError."""
     core = qwen3moe._core
     base = core.cpu_tuning()
-    assert set(base) == {"prefetch", "weights_copy", "few_tokens"}
+    assert set(base) == {"prefetch", "prefetch_prefill", "weights_copy", "few_tokens", "chunks", "chunks_decode",
+                         "row_pairs"}
     levels = [lv for lv in ("scalar", "avx2", "avx512vnni") if core.quant_simd_level_available(lv)]
     prompt = [(7 * i + 3) % 700 for i in range(37)]  # 37 tokens: few-token chunks and full ones
-    configs = [dict(base, prefetch=0, weights_copy=0, few_tokens=0),
-               dict(base, prefetch=4096, weights_copy=1, few_tokens=1),
-               dict(base, prefetch=1024, weights_copy=0, few_tokens=1)]
+    configs = [dict(base, prefetch=0, prefetch_prefill=0, weights_copy=0, few_tokens=0, chunks=0,
+                    chunks_decode=0, row_pairs=0),
+               dict(base, prefetch=4096, prefetch_prefill=2048, weights_copy=1, few_tokens=1, chunks=3,
+                    chunks_decode=2, row_pairs=5),
+               dict(base, prefetch=1024, prefetch_prefill=64, weights_copy=0, few_tokens=1, chunks=64,
+                    chunks_decode=64, row_pairs=1024)]
     ref = None
     try:
         for cfg in configs:
@@ -151,7 +156,7 @@ def test_cpu_tuning_knobs_invariance(small_path):
             assert core.cpu_tuning() == cfg
             for level in levels:
                 core.quant_set_simd_level(level)
-                for threads in (1, 2):
+                for threads in (1, 2, 3):
                     with qwen3moe.load(small_path, n_ctx=64, threads=threads) as m:
                         r = m.forward(prompt, capture="all", logits="all")
                         d = m.decode(prompt[0], capture="all")
@@ -167,8 +172,9 @@ def test_cpu_tuning_knobs_invariance(small_path):
         core.quant_set_simd_level("auto")
         for k, v in base.items():
             core.cpu_tuning_set(k, v)
-    for name, value in (("prefetch", -1), ("prefetch", 1 << 20), ("weights_copy", 2), ("few_tokens", -1),
-                        ("nope", 0)):
+    for name, value in (("prefetch", -1), ("prefetch", 1 << 20), ("prefetch_prefill", -1), ("weights_copy", 2), ("few_tokens", -1),
+                        ("chunks", -1), ("chunks", 65), ("chunks_decode", -1), ("row_pairs", -1),
+                        ("row_pairs", 1025), ("nope", 0)):
         with pytest.raises(ValueError):
             core.cpu_tuning_set(name, value)
     assert core.cpu_tuning() == base

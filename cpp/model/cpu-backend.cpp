@@ -16,6 +16,7 @@
 #include "ops/rope.h"
 #include "ops/swiglu.h"
 #include "quant/quant.h"
+#include "runtime/cpu-tuning.h"
 #include "runtime/op-profile.h"
 
 namespace qwen3moe {
@@ -66,6 +67,10 @@ void CpuBackend::ensure_capacity(int T) {
     for (int i = 0; i < (int)Act::count; ++i) {
         // logits rows are allocated by lm_head on demand (vocab-wide rows are large)
         if (i == (int)Act::logits || i == (int)Act::router_indices) continue;
+        // the per-entry expert captures are gathered from the grouped buffers (copy_to_host)
+        if (i == (int)Act::expert_gate || i == (int)Act::expert_up || i == (int)Act::expert_swiglu ||
+            i == (int)Act::expert_out)
+            continue;
         bufs_[i].assign((size_t)(cap * width_[i]), 0.0f);
     }
     if (mode_ == ActMode::q8) {
@@ -91,6 +96,12 @@ void CpuBackend::begin_batch(const int32_t* tokens, int T, int pos0) {
     T_ = T;
     pos0_ = pos0;
     for (bool& v : q8_valid_) v = false;
+    grouped_valid_ = false;
+    // pool partition for this batch's regions (scheduling only: any partition gives the same bits)
+    pool_.set_chunks_per_thread(T > 1 ? cpu_tuning::chunks() : cpu_tuning::chunks_decode());
+    // software prefetch of weight rows: decode streams weights (prefetch), prefill reuses each
+    // row across tokens and is arithmetic-bound (prefetch_prefill)
+    prefetch_ = T > 1 ? cpu_tuning::prefetch_prefill_bytes() : cpu_tuning::prefetch_bytes();
 }
 
 void CpuBackend::embed(const Tensor& token_embd, Act out) {
@@ -125,7 +136,7 @@ void CpuBackend::quantize(Act in) {
 void CpuBackend::matvec_into(const WeightMatrix& w, int n_tok, const float* x, int64_t x_stride,
                              const block_q8k* xq, int64_t xq_stride, float* y, int64_t y_stride) {
     qwen3moe::matvec(pool_, w, n_tok, x, x_stride, xq, xq_stride, y, y_stride, mode_, scratch_.data(),
-                     scratch_stride_);
+                     scratch_stride_, prefetch_);
 }
 
 void CpuBackend::matvec(const Tensor& w, Act in, Act out) {
@@ -161,7 +172,7 @@ void CpuBackend::matvec_qkv(const Tensor& wq, const Tensor& wk, const Tensor& wv
             const int64_t r1 = i1 - base < m[j].n_rows ? i1 - base : m[j].n_rows;
             if (r0 < r1)
                 matvec_rows(m[j], r0, r1, T_, x, win, q8[j] ? xq : nullptr, win / 256, buf(outs[j]), width(outs[j]),
-                            mode_, scr);
+                            mode_, scr, prefetch_);
             base += m[j].n_rows;
         }
     });
@@ -284,11 +295,16 @@ void CpuBackend::moe_experts(const Tensor& gate_exps, const Tensor& up_exps, con
     const bool gu_f32 = !matvec_uses_q8(gate_exps.type, mode_) || !matvec_uses_q8(up_exps.type, mode_);
     if (gu_q8 && !q8_valid_[(int)in]) throw std::logic_error("moe_experts: input has no q8 copy");
     const int64_t nbE = E / 256;
-    for (int p = 0; p < n_ent; ++p) {
-        const int t = grp_entry_[p] / K;
-        if (gu_f32) std::memcpy(g_in_.data() + p * E, buf(in) + t * E, sizeof(float) * E);
-        if (gu_q8) std::memcpy(g_in_q8_.data() + p * nbE, q8_[(int)in].data() + t * nbE, sizeof(block_q8k) * nbE);
-    }
+    // (copies only, one entry per item: any split gives the same buffers; a prefill batch's
+    // few MB of copies in parallel instead of on this thread, decode's 8 entries stay here)
+    const int64_t gather_bytes = (gu_f32 ? (int64_t)sizeof(float) * E : 0) + (gu_q8 ? (int64_t)sizeof(block_q8k) * nbE : 0);
+    par(n_ent, (int64_t)n_ent * gather_bytes / 8, [&](int64_t p0, int64_t p1, int) {
+        for (int64_t p = p0; p < p1; ++p) {
+            const int64_t t = grp_entry_[p] / K;
+            if (gu_f32) std::memcpy(g_in_.data() + p * E, buf(in) + t * E, sizeof(float) * E);
+            if (gu_q8) std::memcpy(g_in_q8_.data() + p * nbE, q8_[(int)in].data() + t * nbE, sizeof(block_q8k) * nbE);
+        }
+    });
 
     group_scope.reset();
     // 3. gate and up: work items (active expert, row); each expert's rows read once for its
@@ -305,29 +321,43 @@ void CpuBackend::moe_experts(const Tensor& gate_exps, const Tensor& up_exps, con
             const int e = grp_active_[a];
             const int off = grp_off_[e], cnt = grp_off_[e + 1] - grp_off_[e];
             matvec_rows(W.matrix(e), r0, r1, cnt, xin ? xin + off * xs : nullptr, xs,
-                        xq ? xq + off * xqs : nullptr, xqs, out + off * ys, ys, mode_, scratch);
+                        xq ? xq + off * xqs : nullptr, xqs, out + off * ys, ys, mode_, scratch, prefetch_);
             i += r1 - r0;
         }
     };
-    // The pool splits work units (rows x tokens of each expert), not rows, so a thread whose
-    // rows belong to a popular expert does not hold up the others (prefill); a unit boundary w
-    // maps to the global row active_row(w), monotone in w, so the chunks still partition the rows.
-    auto active_row = [&](int64_t w, int64_t rows_per_expert) -> int64_t {
+    // The pool splits work units, not rows, so a thread whose rows belong to a popular expert
+    // does not hold up the others (prefill). A row of expert a weighs u_a = cnt_a * nb + f units:
+    // its (token, block) pairs plus f = cpu_tuning::row_pairs() pairs for the row's fixed cost
+    // (weight decode, reduce padding, per-token trees, the call: ~35-55 ns on Zen 4, ~as much
+    // as 16 pairs of a short row), so experts with few tokens are not underweighted. A unit
+    // boundary w maps to the global row active_row(w) = first row starting at or after w,
+    // monotone in w, so the chunks still partition the rows (scheduling only: same bits).
+    const int64_t row_pairs = cpu_tuning::row_pairs();
+    auto units_per_row = [&](int a, int64_t nb) -> int64_t {
+        const int e = grp_active_[a];
+        return (int64_t)(grp_off_[e + 1] - grp_off_[e]) * nb + row_pairs;
+    };
+    auto total_units = [&](int64_t rows_per_expert, int64_t nb) -> int64_t {
+        int64_t u = 0;
+        for (int a = 0; a < n_active; ++a) u += units_per_row(a, nb) * rows_per_expert;
+        return u;
+    };
+    auto active_row = [&](int64_t w, int64_t rows_per_expert, int64_t nb) -> int64_t {
         for (int a = 0; a < n_active; ++a) {
-            const int e = grp_active_[a];
-            const int64_t cnt = grp_off_[e + 1] - grp_off_[e];
-            const int64_t units = cnt * rows_per_expert;
-            if (w < units) return (int64_t)a * rows_per_expert + (w + cnt - 1) / cnt;
+            const int64_t u = units_per_row(a, nb);
+            const int64_t units = u * rows_per_expert;
+            if (w < units) return (int64_t)a * rows_per_expert + (w + u - 1) / u;
             w -= units;
         }
         return (int64_t)n_active * rows_per_expert;
     };
+    const int64_t nb_gu = (E + 255) / 256, nb_down = (F + 255) / 256;  // blocks per row (pair units)
     std::optional<OpScope> gu_scope;
     gu_scope.emplace(ProfOp::experts_gate_up,
                                               (int64_t)n_active * F * (int64_t)(gate_exps.row_bytes + up_exps.row_bytes));
-    par((int64_t)n_ent * F, (int64_t)n_ent * F * E * 2, [&](int64_t w0, int64_t w1, int tid) {
+    par(total_units(F, nb_gu), (int64_t)n_ent * F * E * 2, [&](int64_t w0, int64_t w1, int tid) {
         float* scr = scratch_.data() + tid * scratch_stride_;
-        const int64_t i0 = active_row(w0, F), i1 = active_row(w1, F);
+        const int64_t i0 = active_row(w0, F, nb_gu), i1 = active_row(w1, F, nb_gu);
         run_rows(gate_exps, F, g_in_.data(), E, gin_q8, nbE, g_gate_.data(), F, i0, i1, scr);
         run_rows(up_exps, F, g_in_.data(), E, gin_q8, nbE, g_up_.data(), F, i0, i1, scr);
     });
@@ -351,34 +381,33 @@ void CpuBackend::moe_experts(const Tensor& gate_exps, const Tensor& up_exps, con
     // 5. down: work items (active expert, output row)
     std::optional<OpScope> down_scope;
     down_scope.emplace(ProfOp::experts_down, (int64_t)n_active * E * (int64_t)down_exps.row_bytes);
-    par((int64_t)n_ent * E, (int64_t)n_ent * F * E, [&](int64_t w0, int64_t w1, int tid) {
+    par(total_units(E, nb_down), (int64_t)n_ent * F * E, [&](int64_t w0, int64_t w1, int tid) {
         float* scr = scratch_.data() + tid * scratch_stride_;
-        const int64_t i0 = active_row(w0, E), i1 = active_row(w1, E);
+        const int64_t i0 = active_row(w0, E, nb_down), i1 = active_row(w1, E, nb_down);
         run_rows(down_exps, E, g_act_.data(), F, d_q8 ? g_act_q8_.data() : nullptr, nbF, g_down_.data(), E, i0, i1, scr);
     });
 
     down_scope.reset();
     OpScope combine_scope(ProfOp::experts_combine);
-    // 6. scatter to rank order and combine: moe[d] = +0.0f; for r: moe[d] = canon_fma(w_r, y_r[d], moe[d])
+    // 6. combine in rank order: moe[d] = +0.0f; for r: moe[d] = canon_fma(w_r, y_r[d], moe[d]).
+    //    The per-entry captures (expert_gate/up/swiglu/out, rank order) are not scattered here:
+    //    copy_to_host gathers them from the grouped buffers when a capture asks (they stay valid
+    //    until the next moe_experts), so a forward without captures copies nothing (a 64-token
+    //    prefill of coder30b: 8.9 MB per layer).
     const float* wts = buf(Act::router_weights);
-    par(T_, (int64_t)T_ * K * (E + 3 * F), [&](int64_t t0, int64_t t1, int) {
+    par(T_, (int64_t)T_ * K * E, [&](int64_t t0, int64_t t1, int) {
         for (int64_t t = t0; t < t1; ++t) {
             float* moe = buf(Act::moe_out) + t * E;
             for (int64_t d = 0; d < E; ++d) moe[d] = 0.0f;
             for (int r = 0; r < K; ++r) {
                 const int64_t p = grp_pos_[t * K + r];
-                const int64_t dst = t * K + r;
-                std::memcpy(buf(Act::expert_gate) + dst * F, g_gate_.data() + p * F, sizeof(float) * F);
-                std::memcpy(buf(Act::expert_up) + dst * F, g_up_.data() + p * F, sizeof(float) * F);
-                std::memcpy(buf(Act::expert_swiglu) + dst * F, g_act_.data() + p * F, sizeof(float) * F);
-                const float* y = g_down_.data() + p * E;
-                std::memcpy(buf(Act::expert_out) + dst * E, y, sizeof(float) * E);
                 const float w = wts[t * K + r];
-                canon_axpy(w, y, moe, E);  // moe[d] = canon_fma(w, y[d], moe[d])
+                canon_axpy(w, g_down_.data() + p * E, moe, E);  // moe[d] = canon_fma(w, y[d], moe[d])
             }
         }
     });
-    for (Act a : {Act::expert_gate, Act::expert_up, Act::expert_swiglu, Act::expert_out, Act::moe_out}) invalidate(a);
+    grouped_valid_ = true;
+    invalidate(Act::moe_out);
 }
 
 void CpuBackend::lm_head(const Tensor& w, Act in, Rows rows) {
@@ -396,6 +425,22 @@ void CpuBackend::lm_head(const Tensor& w, Act in, Rows rows) {
 
 void CpuBackend::copy_to_host(Act a, Rows rows, void* dst) {
     const int64_t w = width(a);
+    const float* grouped = a == Act::expert_gate     ? g_gate_.data()
+                           : a == Act::expert_up     ? g_up_.data()
+                           : a == Act::expert_swiglu ? g_act_.data()
+                           : a == Act::expert_out    ? g_down_.data()
+                                                     : nullptr;
+    if (grouped) {
+        // rank-order rows (t, r) of the last moe_experts, from its expert-grouped buffers
+        if (!grouped_valid_) throw std::logic_error("copy_to_host: no expert outputs since the batch began");
+        const int64_t K = hp_.n_expert_used, ew = w / K;  // floats per entry
+        float* out = static_cast<float*>(dst);
+        for (int64_t t = rows.r0; t < (int64_t)rows.r0 + rows.n; ++t)
+            for (int64_t r = 0; r < K; ++r)
+                std::memcpy(out + ((t - rows.r0) * K + r) * ew, grouped + (int64_t)grp_pos_[t * K + r] * ew,
+                            sizeof(float) * (size_t)ew);
+        return;
+    }
     if (a == Act::router_indices)
         std::memcpy(dst, indices() + (int64_t)rows.r0 * w, sizeof(int32_t) * (size_t)(rows.n * w));
     else

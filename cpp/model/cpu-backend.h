@@ -68,6 +68,7 @@ private:
     int T_ = 0;                    // rows in the current batch
     int pos0_ = 0;                 // position of row 0
     int cap_ = 0;                  // rows allocated
+    int64_t prefetch_ = 0;         // software prefetch bytes of this batch's matvecs (tuning knobs)
 
     int64_t width_[(int)Act::count] = {};      // floats (or int32) per row
     std::vector<float> bufs_[(int)Act::count]; // [cap][width] (unused for router_indices)
@@ -91,6 +92,7 @@ private:
     std::vector<float> g_gate_, g_up_, g_act_;  // [cap*k][n_ff_exp]
     std::vector<block_q8k> g_act_q8_;  // [cap*k][n_ff_exp/256]
     std::vector<float> g_down_;        // [cap*k][n_embd]
+    bool grouped_valid_ = false;       // g_* hold this batch's last moe_experts (captures read them)
 };
 
 }  // namespace qwen3moe

@@ -24,11 +24,11 @@ float matvec_one(const WeightMatrix& w, int64_t r, const float* x, const block_q
 
 void matvec_rows(const WeightMatrix& w, int64_t r0, int64_t r1, int n_tok, const float* x,
                  int64_t x_stride, const block_q8k* xq, int64_t xq_stride, float* y,
-                 int64_t y_stride, ActMode mode, float* scratch) {
+                 int64_t y_stride, ActMode mode, float* scratch, int64_t prefetch) {
     const int64_t n = w.n_cols;
     if (matvec_uses_q8(w.type, mode)) {
         // vec_dot_q8k_multi: bit-identical to vec_dot_q8k per token (quant contract).
-        const int64_t pf = cpu_tuning::prefetch_bytes();
+        const int64_t pf = prefetch >= 0 ? prefetch : cpu_tuning::prefetch_bytes();
         if (pf <= 0 || r0 >= r1) {
             for (int64_t r = r0; r < r1; ++r)
                 vec_dot_q8k_multi(w.type, w.row(r), xq, xq_stride, n_tok, n, y + r, y_stride);
@@ -65,14 +65,14 @@ void matvec_rows(const WeightMatrix& w, int64_t r0, int64_t r1, int n_tok, const
 
 void matvec(ThreadPool& pool, const WeightMatrix& w, int n_tok, const float* x, int64_t x_stride,
             const block_q8k* xq, int64_t xq_stride, float* y, int64_t y_stride, ActMode mode,
-            float* scratch, int64_t scratch_stride) {
+            float* scratch, int64_t scratch_stride, int64_t prefetch) {
     if (w.n_rows * w.n_cols * n_tok < kSerialWork) {  // too small to be worth a pool round trip
-        matvec_rows(w, 0, w.n_rows, n_tok, x, x_stride, xq, xq_stride, y, y_stride, mode, scratch);
+        matvec_rows(w, 0, w.n_rows, n_tok, x, x_stride, xq, xq_stride, y, y_stride, mode, scratch, prefetch);
         return;
     }
     pool.parallel_for_indexed(w.n_rows, [&](int64_t r0, int64_t r1, int tid) {
         matvec_rows(w, r0, r1, n_tok, x, x_stride, xq, xq_stride, y, y_stride, mode,
-                    scratch + tid * scratch_stride);
+                    scratch + tid * scratch_stride, prefetch);
     });
 }
 

@@ -47,15 +47,17 @@ float matvec_one(const WeightMatrix& w, int64_t r, const float* x, const block_q
 
 // y[t*y_stride + r] for r in [r0, r1), t < n_tok. Token t reads x + t*x_stride (f32) or
 // xq + t*xq_stride (q8 blocks; needed only when matvec_uses_q8). scratch: n_cols floats.
+// prefetch: bytes of software prefetch ahead of the current row (scheduling only; < 0: the
+// cpu_tuning `prefetch` knob).
 void matvec_rows(const WeightMatrix& w, int64_t r0, int64_t r1, int n_tok, const float* x,
                  int64_t x_stride, const block_q8k* xq, int64_t xq_stride, float* y,
-                 int64_t y_stride, ActMode mode, float* scratch);
+                 int64_t y_stride, ActMode mode, float* scratch, int64_t prefetch = -1);
 
 // All rows, split over the pool. scratch: pool.size() slices of scratch_stride floats
 // (>= n_cols).
 void matvec(ThreadPool& pool, const WeightMatrix& w, int n_tok, const float* x, int64_t x_stride,
             const block_q8k* xq, int64_t xq_stride, float* y, int64_t y_stride, ActMode mode,
-            float* scratch, int64_t scratch_stride);
+            float* scratch, int64_t scratch_stride, int64_t prefetch = -1);
 
 // quantize_row_q8k of n_tok rows of n values (n % 256 == 0): y + t*(n/256) blocks.
 void quantize_rows_q8k(ThreadPool& pool, const float* x, int64_t x_stride, int n_tok, int64_t n,

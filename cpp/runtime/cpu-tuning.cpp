@@ -1,6 +1,8 @@
 // CPU tuning knobs (see cpu-tuning.h). Defaults may be overridden at start-up by the environment
 // variables QWEN3MOE_CPU_PREFETCH (bytes), QWEN3MOE_CPU_WEIGHTS_COPY (0/1) and
-// QWEN3MOE_CPU_FEW_TOKENS (0/1).
+// QWEN3MOE_CPU_FEW_TOKENS (0/1), QWEN3MOE_CPU_CHUNKS and QWEN3MOE_CPU_CHUNKS_DECODE (chunks per
+// thread of the dynamic pool partition, 0 = static), QWEN3MOE_CPU_ROW_PAIRS (MoE row weight),
+// QWEN3MOE_CPU_PREFETCH_PREFILL (bytes; `prefetch` then applies to decode only).
 #include "runtime/cpu-tuning.h"
 
 #include <cstdlib>
@@ -11,6 +13,23 @@ namespace qwen3moe {
 namespace {
 constexpr int kDefaultPrefetch = 2048;  // 16 cores of the H200 host: tg 27.1 -> 31.0 tok/s (bench/NOTES.md)
 constexpr int kMaxPrefetch = 1 << 16;
+// Prefill (batches of 2+ tokens) is arithmetic-bound: on the 16-vCPU target the pp64 of the
+// prefetch variants fell monotonically with the distance (0: 87.0, 1024: 85.1, 2048: 83.6, 4096: 83.1,
+// 8192: 81.0 tok/s; bench/results/2026-11-22-h200-cpu3), while decode gained from 2048.
+constexpr int kDefaultPrefetchPrefill = 0;
+// Prefill: 16 chunks per thread. The static split showed a slowest/mean chunk time of 1.4-1.5 on
+// the 16-vCPU target even for uniform matvecs; bench/moe_balance_sim.py with 2 of 16 threads at
+// 0.66x speed (which reproduces that imbalance) gives wall / ideal 1.46 static, 1.18 / 1.09 / 1.02
+// with 4 / 8 / 16 chunks per thread (bench/NOTES.md "CPU round 5"). Decode stays static until
+// A/B'd on that machine (regions of ~100 us that stream weights).
+constexpr int kDefaultChunks = 16;
+constexpr int kDefaultChunksDecode = 0;
+constexpr int kMaxChunks = 64;
+// MoE work units: a row's fixed cost counted as 16 (token, block) pairs (Zen 4 fits: 35 ns per
+// 8-block row, 54 ns per 3-block row, 2.6-3.6 ns per pair); simulated 16-thread balance of a
+// 64-token prefill: gate/up 0.93 -> 0.98, down 0.85 -> 0.98 (bench/NOTES.md "CPU round 5").
+constexpr int kDefaultRowPairs = 16;
+constexpr int kMaxRowPairs = 1024;
 
 int env_int(const char* name, int def, int lo, int hi) {
     const char* s = std::getenv(name);
@@ -24,14 +43,22 @@ int env_int(const char* name, int def, int lo, int hi) {
 
 namespace cpu_tuning {
 std::atomic<int> g_prefetch{env_int("QWEN3MOE_CPU_PREFETCH", kDefaultPrefetch, 0, kMaxPrefetch)};
+std::atomic<int> g_prefetch_prefill{env_int("QWEN3MOE_CPU_PREFETCH_PREFILL", kDefaultPrefetchPrefill, 0, kMaxPrefetch)};
 std::atomic<int> g_weights_copy{env_int("QWEN3MOE_CPU_WEIGHTS_COPY", 0, 0, 1)};
 std::atomic<int> g_few_tokens{env_int("QWEN3MOE_CPU_FEW_TOKENS", 1, 0, 1)};
+std::atomic<int> g_chunks{env_int("QWEN3MOE_CPU_CHUNKS", kDefaultChunks, 0, kMaxChunks)};
+std::atomic<int> g_chunks_decode{env_int("QWEN3MOE_CPU_CHUNKS_DECODE", kDefaultChunksDecode, 0, kMaxChunks)};
+std::atomic<int> g_row_pairs{env_int("QWEN3MOE_CPU_ROW_PAIRS", kDefaultRowPairs, 0, kMaxRowPairs)};
 }  // namespace cpu_tuning
 
 std::map<std::string, int> cpu_tuning_get() {
     return {{"prefetch", cpu_tuning::prefetch_bytes()},
+            {"prefetch_prefill", cpu_tuning::prefetch_prefill_bytes()},
             {"weights_copy", cpu_tuning::weights_copy() ? 1 : 0},
-            {"few_tokens", cpu_tuning::g_few_tokens.load(std::memory_order_relaxed)}};
+            {"few_tokens", cpu_tuning::g_few_tokens.load(std::memory_order_relaxed)},
+            {"chunks", cpu_tuning::chunks()},
+            {"chunks_decode", cpu_tuning::chunks_decode()},
+            {"row_pairs", cpu_tuning::row_pairs()}};
 }
 
 void cpu_tuning_set(const std::string& name, int value) {
@@ -40,6 +67,13 @@ void cpu_tuning_set(const std::string& name, int value) {
             throw std::invalid_argument("cpu tuning 'prefetch' must be in 0.." + std::to_string(kMaxPrefetch) +
                                         " bytes, got " + std::to_string(value));
         cpu_tuning::g_prefetch.store(value, std::memory_order_relaxed);
+        return;
+    }
+    if (name == "prefetch_prefill") {
+        if (value < 0 || value > kMaxPrefetch)
+            throw std::invalid_argument("cpu tuning 'prefetch_prefill' must be in 0.." + std::to_string(kMaxPrefetch) +
+                                        " bytes, got " + std::to_string(value));
+        cpu_tuning::g_prefetch_prefill.store(value, std::memory_order_relaxed);
         return;
     }
     if (name == "weights_copy") {
@@ -54,9 +88,29 @@ void cpu_tuning_set(const std::string& name, int value) {
         cpu_tuning::g_few_tokens.store(value, std::memory_order_relaxed);
         return;
     }
-    throw std::invalid_argument("unknown cpu tuning knob '" + name + "' (known: prefetch, weights_copy, few_tokens)");
+    if (name == "chunks" || name == "chunks_decode") {
+        if (value < 0 || value > kMaxChunks)
+            throw std::invalid_argument("cpu tuning '" + name + "' must be in 0.." + std::to_string(kMaxChunks) +
+                                        " chunks per thread, got " + std::to_string(value));
+        (name == "chunks" ? cpu_tuning::g_chunks : cpu_tuning::g_chunks_decode).store(value, std::memory_order_relaxed);
+        return;
+    }
+    if (name == "row_pairs") {
+        if (value < 0 || value > kMaxRowPairs)
+            throw std::invalid_argument("cpu tuning 'row_pairs' must be in 0.." + std::to_string(kMaxRowPairs) +
+                                        ", got " + std::to_string(value));
+        cpu_tuning::g_row_pairs.store(value, std::memory_order_relaxed);
+        return;
+    }
+    throw std::invalid_argument("unknown cpu tuning knob '" + name +
+                                "' (known: prefetch, prefetch_prefill, weights_copy, few_tokens, chunks, chunks_decode, row_pairs)");
 }
 
-std::map<std::string, std::vector<int>> cpu_tuning_choices() { return {{"prefetch", {0, 1024, 2048, 4096, 8192}}, {"weights_copy", {0, 1}}, {"few_tokens", {0, 1}}}; }
+std::map<std::string, std::vector<int>> cpu_tuning_choices() {
+    return {{"prefetch", {0, 1024, 2048, 4096, 8192}},
+            {"prefetch_prefill", {0, 2048}}, {"weights_copy", {0, 1}}, {"few_tokens", {0, 1}},
+            {"chunks", {0, 4, 8, 16, 32}}, {"chunks_decode", {0, 2, 4}},
+            {"row_pairs", {0, 8, 16, 32}}};
+}
 
 }  // namespace qwen3moe

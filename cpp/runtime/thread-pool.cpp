@@ -6,6 +6,7 @@
 
 #include "runtime/op-profile.h"
 
+#include <algorithm>
 #include <chrono>
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -48,18 +49,27 @@ ThreadPool::~ThreadPool() {
     for (auto& t : workers_) t.join();
 }
 
+void ThreadPool::run_range(int64_t b, int64_t e, int index) {
+    if (b >= e) return;
+    try {
+        thunk_(ctx_, b, e, index);
+    } catch (...) {
+        std::lock_guard<std::mutex> lk(mu_);
+        if (!error_) error_ = std::current_exception();
+    }
+}
+
 void ThreadPool::run_chunk(int index) {
-    const int64_t b = n_ * index / n_threads_;
-    const int64_t e = n_ * (index + 1) / n_threads_;
     const bool prof = prof_;
     if (prof) chunk_time_[index].start = op_profile::now_ns();
-    if (b < e) {
-        try {
-            thunk_(ctx_, b, e, index);
-        } catch (...) {
-            std::lock_guard<std::mutex> lk(mu_);
-            if (!error_) error_ = std::current_exception();
-        }
+    const int64_t nc = n_chunks_;
+    if (nc == 0) {
+        run_range(n_ * index / n_threads_, n_ * (index + 1) / n_threads_, index);
+    } else {
+        // dynamic: take chunks until none is left (a thread that starts late may get none)
+        for (int64_t c = next_chunk_.fetch_add(1, std::memory_order_relaxed); c < nc;
+             c = next_chunk_.fetch_add(1, std::memory_order_relaxed))
+            run_range(n_ * c / nc, n_ * (c + 1) / nc, index);
     }
     if (prof) chunk_time_[index].end = op_profile::now_ns();
 }
@@ -111,6 +121,9 @@ void ThreadPool::run(int64_t n, Thunk thunk, void* ctx) {
     }
     std::lock_guard<std::mutex> run_lk(run_mu_);
     n_ = n;
+    const int m = chunks_per_thread_.load(std::memory_order_relaxed);
+    n_chunks_ = m > 0 ? std::min<int64_t>(n, (int64_t)m * n_threads_) : 0;
+    next_chunk_.store(0, std::memory_order_relaxed);  // published by the generation bump below
     thunk_ = thunk;
     ctx_ = ctx;
     pending_.store(n_threads_ - 1, std::memory_order_relaxed);
