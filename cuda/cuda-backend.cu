@@ -179,7 +179,7 @@ private:
     std::string dec_reason_;          // why the fused path is off
     bool dec_pdl_ = false;            // programmatic dependent launch between its kernels
     int dec_split_ = 1;               // attention blocks per KV head
-    bool dec_next_norm_ = true;       // dec_down computes the next norm (else the q/k/v kernel)
+    bool dec_next_norm_ = false;      // dec_down computes the next norm (else the q/k/v kernel)
     bool dec_attn_q8_ = true;         // the attention writes attn_out's Q8K blocks (else the o-proj)
     DecodeGraph dec_graph_[2];        // [with_logits]
     DeviceBuffer dec_in_;             // [2] int32: token, position of the step
@@ -853,7 +853,10 @@ bool CudaBackend::decode_step(const Weights& w, int32_t token, int pos, float* l
             return !(e && std::string(e) == "0");
         };
         if (!env_on("QWEN3MOE_CUDA_PDL")) dec_pdl_ = false;              // plain launches
-        dec_next_norm_ = env_on("QWEN3MOE_CUDA_DEC_NEXT_NORM");          // next norm in dec_down
+        // The next norm in dec_down's last block: off by default (its serial tail sits on the
+        // critical path; bench/NOTES.md, 2026-11-22 and 2026-12-01), "1" turns it on.
+        const char* nn = std::getenv("QWEN3MOE_CUDA_DEC_NEXT_NORM");
+        dec_next_norm_ = nn && std::string(nn) == "1";
         dec_attn_q8_ = env_on("QWEN3MOE_CUDA_DEC_ATTN_Q8");              // attn_out Q8K in attention
         int sms = 0;
         if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device_) != cudaSuccess) {

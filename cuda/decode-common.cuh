@@ -77,20 +77,17 @@ __device__ __forceinline__ float warp_row_dot_q8k_any(uint32_t type, const uint8
     }
 }
 
-constexpr int kDecWarps = 8;                 // warps per block of the decode kernels
-constexpr int kDecThreads = kDecWarps * kWarp;
-
-// ---- a lane pair per (row, weight block): the decode matvecs' work split ------------------
+// ---- one thread per (row, weight block): the decode matvecs' work split ------------------
 //
 // For rows of nb <= 32 blocks the canonical row (dot-canon.h) is tree32 over the lane partials
 // p_b = +0.0f + c_b (b < nb) and p_l = +0.0f (l >= nb). The first tree steps with s >= W, W the
 // next power of two >= nb, add +0.0f to every live partial, which changes none of them (a
 // partial +0.0f + c_b is never -0.0f, and x + (+0.0f) == x for every other x, NaN included), so
 // the row is the tree's last steps s = W/2, ..., 1 over lanes 0..W-1 — a __shfl_down_sync tree
-// inside a segment of W lane pairs. Each pair of a segment computes one block's c_b (the 8
-// lane slices of Q8KBlock split 4 + 4 over the pair, exact integer sums added across it, then
-// the dot-canon.h expression: host_block_contrib's value), from weights and activations staged
-// in shared memory; a pair per block keeps the dependent chains short and the SMs busy.
+// inside a segment of W lanes. Each lane of a segment computes one block's c_b alone
+// (host_block_contrib: the 8 lane slices of Q8KBlock in turn, exact integer sums), so no
+// shuffles sit inside the integer work and each thread keeps a whole block's weight bytes in
+// flight.
 
 // Segment width for rows of nb blocks (1 <= nb <= 32): the next power of two >= nb.
 Q3_HD int dec_seg_width(int64_t nb) {
@@ -99,111 +96,25 @@ Q3_HD int dec_seg_width(int64_t nb) {
     return w;
 }
 
-// c_b of weight block wb with activation block a, computed by the H (1 or 2) adjacent lanes
-// h = 0..H-1 of a pair: lane h runs the lane slices k = 8h/H .. 8(h+1)/H - 1 of Q8KBlock<T>,
-// the exact integer sums are added across the pair (any order), and both lanes evaluate the
-// dot-canon.h expression (for Q8_0/Q4_0 over all 8 (d_k, isum_k) in order k = 0..7) — the
-// value of host_block_contrib. Both lanes of a pair must call it (the shuffles name the pair).
-template <uint32_t T, int H>
-__device__ __forceinline__ float pair_block_contrib(const uint8_t* wb, const block_q8k* a, int h) {
-    constexpr int kPer = 8 / H;
-    [[maybe_unused]] const unsigned pair = 3u << ((threadIdx.x & (kWarp - 1)) & ~1u);
-    if constexpr (Q8KBlock<T>::kPerLaneScale) {
-        float dks[8];
-        int32_t iss[8];
-#pragma unroll
-        for (int k = 0; k < 8; ++k) {
-            if (k / kPer == h) {
-                dks[k] = Q8KBlock<T>::lane_d(wb, k);
-                iss[k] = Q8KBlock<T>::lane(wb, a, k).isum;
-            } else {
-                dks[k] = 0.0f;
-                iss[k] = 0;
-            }
-        }
-        if constexpr (H == 2) {
-#pragma unroll
-            for (int k = 0; k < 8; ++k) {  // take the partner's slices
-                const float od = __shfl_xor_sync(pair, dks[k], 1);
-                const int32_t oi = __shfl_xor_sync(pair, iss[k], 1);
-                if (k / kPer != h) {
-                    dks[k] = od;
-                    iss[k] = oi;
-                }
-            }
-        }
-        return canon_block_q8_0(a->d, dks, iss);
-    } else {
-        int32_t isum = 0, msum = 0;
-#pragma unroll
-        for (int kk = 0; kk < kPer; ++kk) {
-            const LaneSums ls = Q8KBlock<T>::lane(wb, a, h * kPer + kk);
-            isum += ls.isum;
-            msum += ls.msum;
-        }
-        if constexpr (H == 2) {
-            isum += __shfl_xor_sync(pair, isum, 1);
-            msum += __shfl_xor_sync(pair, msum, 1);
-        }
-        return Q8KBlock<T>::finish(wb, a, isum, msum);
-    }
-}
-
-// pair_block_contrib for a run-time type (the two lanes of a pair always take the same case).
-template <int H>
-__device__ __forceinline__ float pair_block_contrib_any(uint32_t type, const uint8_t* wb, const block_q8k* a, int h) {
+// c_b of one weight block (run-time type, one thread).
+__device__ __forceinline__ float thread_block_contrib_any(uint32_t type, const uint8_t* wb, const block_q8k* a) {
     switch (type) {
-        case GGML_TYPE_Q4_K: return pair_block_contrib<GGML_TYPE_Q4_K, H>(wb, a, h);
-        case GGML_TYPE_Q5_K: return pair_block_contrib<GGML_TYPE_Q5_K, H>(wb, a, h);
-        case GGML_TYPE_Q6_K: return pair_block_contrib<GGML_TYPE_Q6_K, H>(wb, a, h);
-        case GGML_TYPE_Q8_0: return pair_block_contrib<GGML_TYPE_Q8_0, H>(wb, a, h);
-        case GGML_TYPE_Q4_0: return pair_block_contrib<GGML_TYPE_Q4_0, H>(wb, a, h);
+        case GGML_TYPE_Q4_K: return host_block_contrib<GGML_TYPE_Q4_K>(wb, a);
+        case GGML_TYPE_Q5_K: return host_block_contrib<GGML_TYPE_Q5_K>(wb, a);
+        case GGML_TYPE_Q6_K: return host_block_contrib<GGML_TYPE_Q6_K>(wb, a);
+        case GGML_TYPE_Q8_0: return host_block_contrib<GGML_TYPE_Q8_0>(wb, a);
+        case GGML_TYPE_Q4_0: return host_block_contrib<GGML_TYPE_Q4_0>(wb, a);
         default: return __int_as_float(0x7fc00000);  // rejected on the host before capture
     }
 }
 
-// Lanes per block's c_b for rows of nb blocks: 2 while a row's segment (W * 2 lanes) fits a warp.
-Q3_HD int dec_pair_lanes(int64_t nb) { return dec_seg_width(nb) <= 16 ? 2 : 1; }
-
-// The thread's place in the decode matvec work split: lane h of the pair computing block j of
-// the row of segment seg (segments of W * H lanes, H = dec_pair_lanes(nb)).
-struct SegPos {
-    int h, j, seg, W, H;
-};
-__device__ __forceinline__ SegPos seg_pos(int64_t nb) {
-    SegPos s;
-    s.W = dec_seg_width(nb);
-    s.H = dec_pair_lanes(nb);
-    s.h = threadIdx.x & (s.H - 1);
-    s.j = (threadIdx.x / s.H) & (s.W - 1);
-    s.seg = threadIdx.x / (s.H * s.W);
-    return s;
-}
-
-// Rows per block of kDecThreads threads.
-Q3_HD int dec_rows_per_block(int64_t nb) { return kDecThreads / (dec_seg_width(nb) * dec_pair_lanes(nb)); }
-
-// c_b of the thread's block (both lanes of a pair call it together).
-__device__ __forceinline__ float seg_block_contrib(const SegPos& s, uint32_t type, const uint8_t* wb,
-                                                   const block_q8k* a) {
-    return s.H == 2 ? pair_block_contrib_any<2>(type, wb, a, s.h) : pair_block_contrib_any<1>(type, wb, a, s.h);
-}
-
-// The row value from the segment's block contributions (lane pair j holds c, ignored for
-// j >= nb; both lanes of a pair hold the same c). Every lane of the warp must call it; the
-// segment's first lane returns the canonical row value.
-__device__ __forceinline__ float seg_row_value(const SegPos& s, float c, int64_t nb) {
-    float p = s.j < nb ? 0.0f + c : 0.0f;
-    for (int d = s.W >> 1; d >= 1; d >>= 1) p = p + __shfl_down_sync(kFullMask, p, d * s.H, s.W * s.H);
+// The row value from the segment's block contributions: lane j (0 <= j < W) of a segment of W
+// lanes holds c (its block j's c_b; ignored for j >= nb). Every lane of the warp must call it
+// (full-mask shuffles); lane 0 of each segment returns the canonical row value.
+__device__ __forceinline__ float seg_row_value(float c, int j, int64_t nb, int W) {
+    float p = j < nb ? 0.0f + c : 0.0f;
+    for (int s = W >> 1; s >= 1; s >>= 1) p = p + __shfl_down_sync(kFullMask, p, s, W);
     return p;
-}
-
-// Copy n_blocks Q8K blocks (global, written by an earlier kernel) into shared memory; the
-// caller synchronises the block before reading them.
-__device__ __forceinline__ void block_copy_q8k(const block_q8k* src, int64_t n_blocks, block_q8k* dst) {
-    const int* s = reinterpret_cast<const int*>(src);
-    int* d = reinterpret_cast<int*>(dst);
-    for (int64_t i = threadIdx.x; i < n_blocks * (int64_t)(sizeof(block_q8k) / 4); i += blockDim.x) d[i] = s[i];
 }
 
 // ---- weights staged in shared memory ------------------------------------------------------
@@ -293,6 +204,8 @@ __device__ __forceinline__ void block_quantize_q8k(const float* x, int64_t n_row
 
 // Largest dynamic shared memory of the norm staging (no opt-in needed below 48 KiB).
 constexpr size_t kDecMaxSmem = 48 * 1024;
+constexpr int kDecWarps = 8;                 // warps per block of the decode kernels
+constexpr int kDecThreads = kDecWarps * kWarp;
 
 // Allow `kernel` `bytes` of dynamic shared memory: raises the kernel's cap to what the device
 // allows next to its static shared memory (the 48 KiB default counts static + dynamic bytes);

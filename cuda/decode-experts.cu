@@ -1,7 +1,7 @@
 // decode-experts.cu — the decode step's routed experts in two launches:
 //  * dec_gate_up: block (row group, slot r): after the router finished (wait), the block copies
-//    its rows of expert ids[r]'s gate and up matrices into shared memory, then each segment
-//    (a lane pair per 256-value block, decode-common.cuh) computes one gate and one up
+//    its rows of expert ids[r]'s gate and up matrices into shared memory, then each segment of
+//    W lanes (one thread per 256-value block, decode-common.cuh) computes one gate and one up
 //    row (the matvec rule on the ffn_norm Q8K blocks) and SwiGLU canon_silu(g) * u — the values
 //    of matvec + matvec + swiglu; the last block to finish a 256-row chunk of a slot (atomic
 //    counter) quantises that chunk to Q8K (quantize_q8k's bits) for the down projection.
@@ -27,12 +27,11 @@ namespace qwen3moe::cuda {
 namespace {
 constexpr int kMaxSlots = 64;
 
-__global__ void __launch_bounds__(kDecThreads) dec_gate_up_kernel(DecGateUpArgs p, int64_t g_smem, int64_t u_smem) {
+__global__ void __launch_bounds__(kDecThreads) dec_gate_up_kernel(DecGateUpArgs p, int64_t g_smem) {
     extern __shared__ __align__(16) unsigned char smem[];
     const int64_t nb = p.n / QK_K;
-    const int R = dec_rows_per_block(nb);
-    const SegPos sp = seg_pos(nb);
-    const int warp = threadIdx.x >> 5;
+    const int W = dec_seg_width(nb), R = kDecThreads / W;
+    const int warp = threadIdx.x >> 5, j = threadIdx.x & (W - 1);
     const int r = blockIdx.y;
     const int64_t i0 = (int64_t)blockIdx.x * R;  // R divides 256 and 256 divides n_ff
     pdl_wait();
@@ -47,18 +46,17 @@ __global__ void __launch_bounds__(kDecThreads) dec_gate_up_kernel(DecGateUpArgs 
         us = stage_async(smem + g_smem, static_cast<const uint8_t*>(p.up) + (e * p.n_ff + i0) * ub, R * ub);
     }
     stage_commit();
-    block_q8k* a_sh = reinterpret_cast<block_q8k*>(smem + g_smem + u_smem);
-    block_copy_q8k(p.a, nb, a_sh);
     stage_wait();
+    const int seg = threadIdx.x / W;
     float gc = 0.0f, uc = 0.0f;
-    if (valid && sp.j < nb) {  // the same for both lanes of a pair
-        gc = seg_block_contrib(sp, p.gate_type, gs + sp.seg * gb + sp.j * (gb / nb), a_sh + sp.j);
-        uc = seg_block_contrib(sp, p.up_type, us + sp.seg * ub + sp.j * (ub / nb), a_sh + sp.j);
+    if (valid && j < nb) {
+        gc = thread_block_contrib_any(p.gate_type, gs + seg * gb + j * (gb / nb), p.a + j);
+        uc = thread_block_contrib_any(p.up_type, us + seg * ub + j * (ub / nb), p.a + j);
     }
-    float gv = seg_row_value(sp, gc, nb), uv = seg_row_value(sp, uc, nb);
+    float gv = seg_row_value(gc, j, nb, W), uv = seg_row_value(uc, j, nb, W);
     if (!valid) gv = uv = __int_as_float(0x7fc00000);
-    if (sp.h == 0 && sp.j == 0) {
-        const int64_t o = (int64_t)r * p.n_ff + i0 + sp.seg;
+    if (j == 0) {
+        const int64_t o = (int64_t)r * p.n_ff + i0 + seg;
         p.gate_out[o] = gv;
         p.up_out[o] = uv;
         p.swiglu_out[o] = canon_silu(gv) * uv;
@@ -84,13 +82,12 @@ __global__ void __launch_bounds__(kDecThreads) dec_down_kernel(DecDownArgs p, in
     extern __shared__ __align__(16) unsigned char smem[];
     __shared__ int64_t e_sh[kMaxSlots];
     const int64_t nb = p.n_ff / QK_K;
-    const SegPos sp = seg_pos(nb);
-    const int S = dec_rows_per_block(nb);  // segments per block
+    const int W = dec_seg_width(nb), S = kDecThreads / W;
+    const int j = threadIdx.x & (W - 1), seg = threadIdx.x / W;
     const int64_t d0 = (int64_t)blockIdx.x * D;
     const int64_t d1 = d0 + D < p.n_out ? d0 + D : p.n_out;
     const int64_t rb = q8k_row_bytes(p.type, p.n_ff);
     float* y_sh = reinterpret_cast<float*>(smem + p.k * slot_smem);  // [k][D]
-    block_q8k* q_sh = reinterpret_cast<block_q8k*>(smem + p.k * slot_smem + ((p.k * D * 4 + 15) & ~15));  // [k][nb]
     // The router finished before this kernel could launch (see the file comment): read its ids
     // (bypassing L1) and start copying this block's rows of the k experts.
     for (int r = threadIdx.x; r < p.k; r += blockDim.x) e_sh[r] = __ldcg(p.ids + r);
@@ -104,23 +101,23 @@ __global__ void __launch_bounds__(kDecThreads) dec_down_kernel(DecDownArgs p, in
     stage_commit();
     pdl_wait();
     pdl_launch_next();
-    block_copy_q8k(p.hidden_q8, p.k * nb, q_sh);
     stage_wait();
+    const block_q8k* q = p.hidden_q8;
     const int items = p.k * D;
     for (int it0 = 0; it0 < items; it0 += S) {  // block-uniform trip count
-        const int item = it0 + sp.seg;
+        const int item = it0 + seg;
         const int r = item / D, dd = item - r * D;
         const bool live = item < items && d0 + dd < d1;
         const int64_t e = live ? e_sh[r] : -1;
         const bool valid = e >= 0 && e < p.n_mat;
         float c = 0.0f;
-        if (valid && sp.j < nb) {  // the same for both lanes of a pair
+        if (valid && j < nb) {
             const uintptr_t src = reinterpret_cast<uintptr_t>(p.down) + (uintptr_t)((e * p.n_out + d0) * rb);
             const uint8_t* base = smem + r * slot_smem + (src & 15);
-            c = seg_block_contrib(sp, p.type, base + dd * rb + sp.j * (rb / nb), q_sh + (int64_t)r * nb + sp.j);
+            c = thread_block_contrib_any(p.type, base + dd * rb + j * (rb / nb), q + (int64_t)r * nb + j);
         }
-        float v = seg_row_value(sp, c, nb);
-        if (live && sp.h == 0 && sp.j == 0) {
+        float v = seg_row_value(c, j, nb, W);
+        if (live && j == 0) {
             if (!valid) v = __int_as_float(0x7fc00000);
             p.expert_out[(int64_t)r * p.n_out + d0 + dd] = v;
             y_sh[r * D + dd] = v;
@@ -163,12 +160,11 @@ void dec_gate_up(const DecGateUpArgs& p, void* stream, bool pdl) {
     if (!dec_q8k_type(p.gate_type) || !dec_q8k_type(p.up_type))
         throw UnsupportedType(std::string("dec_gate_up: no fused decode dot for ") + ggml_type_name(p.gate_type) + "/" +
                               ggml_type_name(p.up_type));
-    const int64_t R = dec_rows_per_block(p.n / QK_K);
+    const int64_t R = kDecThreads / dec_seg_width(p.n / QK_K);
     const int64_t g_smem = stage_bytes(R * q8k_row_bytes(p.gate_type, p.n));
-    const int64_t u_smem = stage_bytes(R * q8k_row_bytes(p.up_type, p.n));
-    const size_t smem = (size_t)(g_smem + u_smem) + (size_t)(p.n / QK_K) * sizeof(block_q8k);
+    const size_t smem = (size_t)(g_smem + stage_bytes(R * q8k_row_bytes(p.up_type, p.n)));
     dec_set_smem(dec_gate_up_kernel, smem, "dec_gate_up");
-    launch_dec(dec_gate_up_kernel, dim3((unsigned)(p.n_ff / R), (unsigned)p.k), smem, stream, pdl, p, g_smem, u_smem);
+    launch_dec(dec_gate_up_kernel, dim3((unsigned)(p.n_ff / R), (unsigned)p.k), smem, stream, pdl, p, g_smem);
 }
 
 void dec_down(const DecDownArgs& p, void* stream, bool pdl) {
@@ -178,11 +174,10 @@ void dec_down(const DecDownArgs& p, void* stream, bool pdl) {
     if (!dec_q8k_type(p.type))
         throw UnsupportedType(std::string("dec_down: no fused decode dot for ") + ggml_type_name(p.type));
     if (!p.hidden_q8) throw std::invalid_argument("dec_down: null input");
-    const int S = dec_rows_per_block(p.n_ff / QK_K);  // segments per block
+    const int S = kDecThreads / dec_seg_width(p.n_ff / QK_K);
     const int D = std::max(1, S / p.k);  // output rows per block: k * D segments' worth of dots
     const int64_t slot_smem = stage_bytes((int64_t)D * q8k_row_bytes(p.type, p.n_ff));
-    size_t smem = (size_t)(p.k * slot_smem) + (size_t)((p.k * D * 4 + 15) & ~15) +
-                  (size_t)p.k * (size_t)(p.n_ff / QK_K) * sizeof(block_q8k);
+    size_t smem = (size_t)(p.k * slot_smem) + (size_t)p.k * D * sizeof(float);
     if (p.next_norm_w) {
         if (p.n_out % QK_K != 0 || !p.next_norm_out || !p.next_norm_q8 || !p.counter)
             throw std::invalid_argument("dec_down: the next norm needs n_out % 256 == 0, outputs and a counter");

@@ -5,11 +5,10 @@
 //  * dec_matvec_add: Q8K quantisation of the input (every block, unless the attention already
 //    made the Q8K blocks), the matvec and, when asked, the residual add (attn_output projection
 //    + ffn_inp; without a residual it is the LM head's plain matvec).
-// Work split (decode-common.cuh): a pair of lanes per (row, 256-value block), a segment of
-// W = dec_seg_width(nb) pairs per row, dec_rows_per_block(nb) rows per block. Before waiting for the
+// Work split (decode-common.cuh): one thread per (row, 256-value block), a segment of
+// W = dec_seg_width(nb) lanes per row, kDecThreads / W rows per block. Before waiting for the
 // previous kernel each block starts copying its weight rows into shared memory (cp.async), so
-// the weight traffic overlaps the previous kernel; the dots then read shared memory (the
-// activation blocks too, copied there after the wait).
+// the weight traffic overlaps the previous kernel; the dots then read shared memory.
 #include <stdexcept>
 #include <string>
 
@@ -46,44 +45,44 @@ __device__ __forceinline__ int64_t stage_rows(const DecMatrix* mat, int n_mat, i
     return used;
 }
 
-// The thread's part of row g0 + (its segment) from the staged rows (decode-common.cuh's work
-// split); every thread must call it. Returns the row value on the segment's first lane and sets
-// *row (row within its matrix), *m (matrix; n_mat when past the end) and *lead (first lane).
+// The thread's part of row g0 + threadIdx.x / W (segments of W lanes, block j = lane in
+// segment), from the staged rows; every thread must call it. Returns the row value on the
+// segment's lane 0 and sets *row (global row) and *m (matrix; n_mat when past the end).
 __device__ __forceinline__ float seg_rows_dot(const DecMatrix* mat, int n_mat, const StagedRows& s, int64_t n,
-                                              int64_t g0, const block_q8k* a, int64_t* row, int* m_out, bool* lead) {
+                                              int64_t g0, const block_q8k* a, int64_t* row, int* m_out) {
     const int64_t nb = n / QK_K;
-    const SegPos sp = seg_pos(nb);
-    int64_t r = g0 + sp.seg, off = 0;
+    const int W = dec_seg_width(nb);
+    const int j = threadIdx.x & (W - 1);
+    int64_t r = g0 + threadIdx.x / W, off = 0;
     int m = 0;
     while (m < n_mat && r >= off + mat[m].n_rows) off += mat[m++].n_rows;
     float c = 0.0f;
-    if (m < n_mat && sp.j < nb) {  // the same for both lanes of a pair
+    if (m < n_mat && j < nb) {
         const uint32_t t = mat[m].type;
         const int64_t rb = q8k_row_bytes(t, n);
-        c = seg_block_contrib(sp, t, s.base[m] + (r - s.lo[m]) * rb + sp.j * (rb / nb), a + sp.j);
+        c = thread_block_contrib_any(t, s.base[m] + (r - s.lo[m]) * rb + j * (rb / nb), a + j);
     }
-    const float v = seg_row_value(sp, c, nb);
+    const float v = seg_row_value(c, j, nb, W);
     *row = r - off;
     *m_out = m;
-    *lead = sp.h == 0 && sp.j == 0;
     return v;
 }
 
 __global__ void __launch_bounds__(kDecThreads) dec_norm_matvec_kernel(DecNormMatvecArgs p, int64_t w_smem) {
     extern __shared__ __align__(16) unsigned char smem[];
     const int64_t nb = p.n / QK_K;
-    const int R = dec_rows_per_block(nb);
+    const int R = kDecThreads / dec_seg_width(nb);
     const int64_t g0 = (int64_t)blockIdx.x * R;
     StagedRows s;
     stage_rows(p.mat, p.n_mat, p.n, g0, g0 + R, smem, s);
     pdl_wait();
     pdl_launch_next();
-    float* y_sh = reinterpret_cast<float*>(smem + w_smem);  // only without in_q8
-    block_q8k* q_sh = reinterpret_cast<block_q8k*>(smem + w_smem + (p.in_q8 ? 0 : p.n * sizeof(float)));
-    if (p.in_q8) {
-        block_copy_q8k(p.in_q8, nb, q_sh);  // read by stage_wait's barrier
-    } else {
+    const block_q8k* a = p.in_q8;
+    float* y_sh = reinterpret_cast<float*>(smem + w_smem);
+    block_q8k* q_sh = reinterpret_cast<block_q8k*>(smem + w_smem + p.n * sizeof(float));
+    if (!a) {
         block_rms_norm_q8k(p.x, p.norm_w, p.n, p.eps, y_sh, q_sh);
+        a = q_sh;
         if (blockIdx.x == 0) {
             if (p.norm_out)
                 for (int64_t i = threadIdx.x; i < p.n; i += blockDim.x) p.norm_out[i] = y_sh[i];
@@ -97,31 +96,30 @@ __global__ void __launch_bounds__(kDecThreads) dec_norm_matvec_kernel(DecNormMat
     stage_wait();
     int64_t r;
     int m;
-    bool lead;
-    const float v = seg_rows_dot(p.mat, p.n_mat, s, p.n, g0, q_sh, &r, &m, &lead);
-    if (m < p.n_mat && lead) p.mat[m].out[r] = v;
+    const float v = seg_rows_dot(p.mat, p.n_mat, s, p.n, g0, a, &r, &m);
+    if (m < p.n_mat && (threadIdx.x & (dec_seg_width(nb) - 1)) == 0) p.mat[m].out[r] = v;
 }
 
 __global__ void __launch_bounds__(kDecThreads) dec_matvec_add_kernel(DecMatvecAddArgs p, int64_t w_smem) {
     extern __shared__ __align__(16) unsigned char smem[];
     const int64_t nb = p.n / QK_K;
-    const int R = dec_rows_per_block(nb);
+    const int R = kDecThreads / dec_seg_width(nb);
     const int64_t r0 = (int64_t)blockIdx.x * R;
     StagedRows s;
     stage_rows(&p.mat, 1, p.n, r0, r0 + R, smem, s);
     pdl_wait();
     pdl_launch_next();
-    block_q8k* q_sh = reinterpret_cast<block_q8k*>(smem + w_smem);
-    if (p.in_q8)
-        block_copy_q8k(p.in_q8, nb, q_sh);  // read by stage_wait's barrier
-    else
+    const block_q8k* a = p.in_q8;
+    if (!a) {
+        block_q8k* q_sh = reinterpret_cast<block_q8k*>(smem + w_smem);
         block_quantize_q8k(p.in, 1, p.n, q_sh);
+        a = q_sh;
+    }
     stage_wait();
     int64_t r;
     int m;
-    bool lead;
-    const float v = seg_rows_dot(&p.mat, 1, s, p.n, r0, q_sh, &r, &m, &lead);
-    if (m < 1 && lead) {
+    const float v = seg_rows_dot(&p.mat, 1, s, p.n, r0, a, &r, &m);
+    if (m < 1 && (threadIdx.x & (dec_seg_width(nb) - 1)) == 0) {
         p.mat.out[r] = v;
         if (p.sum) p.sum[r] = p.residual[r] + v;  // the residual add (one rounding), as add()
     }
@@ -147,7 +145,7 @@ bool dec_q8k_type(uint32_t type) { return matvec_q8k_supported(type); }
 void dec_norm_matvec(const DecNormMatvecArgs& p, void* stream, bool pdl) {
     check_row_length(p.n, "dec_norm_matvec");
     if (p.n_mat < 1 || p.n_mat > 3) throw std::invalid_argument("dec_norm_matvec: 1..3 matrices");
-    const int64_t R = dec_rows_per_block(p.n / QK_K);
+    const int64_t R = kDecThreads / dec_seg_width(p.n / QK_K);
     int64_t rows = 0, max_rb = 0;
     for (int m = 0; m < p.n_mat; ++m) {
         check_matrix(p.mat[m], p.n, "dec_norm_matvec");
@@ -156,8 +154,7 @@ void dec_norm_matvec(const DecNormMatvecArgs& p, void* stream, bool pdl) {
     }
     // The block's R rows lie in at most n_mat ranges, each staged with < 32 bytes of slack.
     const int64_t w_smem = (R * max_rb + 32 * p.n_mat + 15) & ~int64_t(15);
-    const size_t smem = (size_t)w_smem + (p.in_q8 ? 0 : (size_t)p.n * sizeof(float)) + (size_t)(p.n / QK_K) * sizeof(block_q8k);
-    if (!p.in_q8 && smem - (size_t)w_smem > kDecMaxSmem) throw std::invalid_argument("dec_norm_matvec: row too long");
+    const size_t smem = (size_t)w_smem + (p.in_q8 ? 0 : (size_t)p.n * sizeof(float) + (size_t)(p.n / QK_K) * sizeof(block_q8k));
     dec_set_smem(dec_norm_matvec_kernel, smem, "dec_norm_matvec");
     launch_dec(dec_norm_matvec_kernel, dim3(ceil_div_u(rows, R)), smem, stream, pdl, p, w_smem);
 }
@@ -167,9 +164,9 @@ void dec_matvec_add(const DecMatvecAddArgs& p, void* stream, bool pdl) {
     check_matrix(p.mat, p.n, "dec_matvec_add");
     if (!p.in_q8 && !p.in) throw std::invalid_argument("dec_matvec_add: null input");
     if (p.sum && !p.residual) throw std::invalid_argument("dec_matvec_add: sum without a residual");
-    const int64_t R = dec_rows_per_block(p.n / QK_K);
+    const int64_t R = kDecThreads / dec_seg_width(p.n / QK_K);
     const int64_t w_smem = stage_bytes(R * q8k_row_bytes(p.mat.type, p.n));
-    const size_t smem = (size_t)w_smem + (size_t)(p.n / QK_K) * sizeof(block_q8k);
+    const size_t smem = (size_t)w_smem + (p.in_q8 ? 0 : (size_t)(p.n / QK_K) * sizeof(block_q8k));
     dec_set_smem(dec_matvec_add_kernel, smem, "dec_matvec_add");
     launch_dec(dec_matvec_add_kernel, dim3(ceil_div_u(p.mat.n_rows, R)), smem, stream, pdl, p, w_smem);
 }

@@ -2,8 +2,8 @@
 // y = RMSNorm(ffn_inp) * ffn_norm (and its Q8K blocks) in shared memory, block 0 stores both
 // (the experts read the Q8K blocks), each warp computes router logits rows by the matvec rule
 // of the router's type (the block's rows copied into shared memory before the wait), and
-// the last block to finish (atomic counter) runs softmax + top-k with block_router_topk
-// (router.cuh: the values of warp_router_topk, one expert per thread) — the same expressions as rms_norm_q8k + matvec + router_topk.
+// the last block to finish (atomic counter) runs softmax + top-k with warp_router_topk
+// (router.cuh) — the same expressions as rms_norm_q8k + matvec + router_topk.
 #include <stdexcept>
 #include <string>
 
@@ -73,8 +73,9 @@ __global__ void __launch_bounds__(kDecThreads) dec_router_kernel(DecRouterArgs p
     __shared__ float pr_sh[kMaxExpert];
     for (int i = threadIdx.x; i < p.n_expert; i += blockDim.x) l_sh[i] = __ldcg(p.logits + i);
     __syncthreads();
-    // Probabilities in shared memory (the ranks re-read them), then stored.
-    block_router_topk(l_sh, p.n_expert, p.k, pr_sh, p.ids, p.weights);
+    // Probabilities in shared memory (the top-k rounds re-read them), then stored.
+    if (warp == 0) warp_router_topk(l_sh, p.n_expert, p.k, pr_sh, p.ids, p.weights);
+    __syncthreads();
     for (int i = threadIdx.x; i < p.n_expert; i += blockDim.x) p.probs[i] = pr_sh[i];
     if (threadIdx.x == 0) *p.counter = 0u;  // ready for the next launch
 }

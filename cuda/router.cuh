@@ -73,67 +73,6 @@ __device__ __forceinline__ void warp_router_topk(const float* l, int n_expert, i
         for (int r = 0; r < k; ++r) weights[r] = canon_div(sel_p[r], S);
 }
 
-// The same routing computed by a whole block (every thread calls it; ends with __syncthreads):
-// the softmax's exps and divisions one expert per thread, Z by warp 0 in the lane order above,
-// and the top-k by ranks: expert i's rank is the number of experts ordered before it (numbers
-// by descending p, equal p by ascending index, then NaNs by ascending index — the strict total
-// order that warp_router_topk's k arg-max rounds walk down), so ranks 0..k-1 are its
-// selection in its order. l and pr are shared memory [n_expert].
-__device__ __forceinline__ void block_router_topk(const float* l, int n_expert, int k, float* pr, int32_t* ids,
-                                                  float* weights) {
-    __shared__ float m_sh, z_sh;
-    __shared__ float sel_p[kRouterMaxUsed];
-    __shared__ int32_t sel_i[kRouterMaxUsed];
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    if (warp == 0) {
-        float m = -__int_as_float(0x7f800000);
-        for (int i = lane; i < n_expert; i += kWarp) m = fmaxf(m, l[i]);
-        m = warp_max(m);
-        if (l[0] != l[0]) m = l[0];
-        if (lane == 0) m_sh = m;
-    }
-    __syncthreads();
-    for (int i = threadIdx.x; i < n_expert; i += blockDim.x) pr[i] = canon_exp(l[i] - m_sh);
-    __syncthreads();
-    if (warp == 0) {
-        float zp = 0.0f;  // lane partial of the canonical sum, ascending i
-        for (int i = lane; i < n_expert; i += kWarp) zp = zp + pr[i];
-        const float Z = warp_tree_sum(zp);
-        if (lane == 0) z_sh = Z;
-    }
-    __syncthreads();
-    for (int i = threadIdx.x; i < n_expert; i += blockDim.x) pr[i] = canon_div(pr[i], z_sh);
-    __syncthreads();
-    for (int i = threadIdx.x; i < n_expert; i += blockDim.x) {
-        const float v = pr[i];
-        const bool vnan = v != v;
-        int rank = 0;
-        for (int j = 0; j < n_expert; ++j) {
-            const float w = pr[j];
-            const bool wnan = w != w;
-            bool before;
-            if (wnan) before = vnan && j < i;        // a NaN precedes only NaNs of higher index
-            else if (vnan) before = true;           // a number precedes every NaN
-            else before = w > v || (w == v && j < i);
-            rank += before ? 1 : 0;
-        }
-        if (rank < k) {
-            sel_p[rank] = v;
-            sel_i[rank] = i;
-        }
-    }
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        float S = 0.0f;
-        for (int r = 0; r < k; ++r) S = S + sel_p[r];
-        for (int r = 0; r < k; ++r) {
-            ids[r] = sel_i[r];
-            weights[r] = canon_div(sel_p[r], S);
-        }
-    }
-    __syncthreads();
-}
-
 void router_topk_launch(const float* logits, int n_tok, int n_expert, int k, float* probs, int32_t* ids,
                         float* weights, cudaStream_t stream);
 
