@@ -15,6 +15,7 @@
 // warp_row_dot_f32act, ...), so the fused step gives the op-by-op bits.
 #pragma once
 #include <cstdint>
+#include <cstdlib>
 #include <stdexcept>
 #include <string>
 
@@ -228,8 +229,23 @@ inline void dec_set_smem(K kernel, size_t bytes, const char* what) {
 }
 
 // Launch `kernel` on `stream`, with the programmatic-dependent-launch attribute when pdl.
+// Shared-memory carveout of the decode kernels: with QWEN3MOE_CUDA_DEC_CARVEOUT=1 every decode
+// kernel asks for the largest shared-memory carveout, so consecutive kernels of the step never
+// need an SM's L1/shared split reconfigured between them (scheduling only: the same bits).
+inline bool dec_uniform_carveout() {
+    static const bool on = [] {
+        const char* e = std::getenv("QWEN3MOE_CUDA_DEC_CARVEOUT");
+        return e && std::string(e) == "1";
+    }();
+    return on;
+}
+
 template <typename... KArgs, typename... Args>
 inline void launch_dec(void (*kernel)(KArgs...), dim3 grid, size_t smem, void* stream, bool pdl, Args... args) {
+    if (dec_uniform_carveout())
+        Q3_CUDA_CHECK(cudaFuncSetAttribute(reinterpret_cast<const void*>(kernel),
+                                           cudaFuncAttributePreferredSharedMemoryCarveout,
+                                           (int)cudaSharedmemCarveoutMaxShared));
     cudaLaunchConfig_t cfg = {};
     cfg.gridDim = grid;
     cfg.blockDim = dim3(kDecThreads);

@@ -47,7 +47,7 @@ __device__ __forceinline__ int64_t stage_rows(const DecMatrix* mat, int n_mat, i
 
 // The thread's part of row g0 + threadIdx.x / W (segments of W lanes, block j = lane in
 // segment), from the staged rows; every thread must call it. Returns the row value on the
-// segment's lane 0 and sets *row (global row) and *m (matrix; n_mat when past the end).
+// segment's lane 0 and sets *row (row within its matrix) and *m (matrix; n_mat when past the end).
 __device__ __forceinline__ float seg_rows_dot(const DecMatrix* mat, int n_mat, const StagedRows& s, int64_t n,
                                               int64_t g0, const block_q8k* a, int64_t* row, int* m_out) {
     const int64_t nb = n / QK_K;
