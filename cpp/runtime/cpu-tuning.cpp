@@ -20,10 +20,11 @@ constexpr int kDefaultPrefetchPrefill = 0;
 // Prefill: 16 chunks per thread. The static split showed a slowest/mean chunk time of 1.4-1.5 on
 // the 16-vCPU target even for uniform matvecs; bench/moe_balance_sim.py with 2 of 16 threads at
 // 0.66x speed (which reproduces that imbalance) gives wall / ideal 1.46 static, 1.18 / 1.09 / 1.02
-// with 4 / 8 / 16 chunks per thread (bench/NOTES.md "CPU round 5"). Decode stays static until
-// A/B'd on that machine (regions of ~100 us that stream weights).
+// with 4 / 8 / 16 chunks per thread (bench/NOTES.md "CPU round 5"). Decode: 16 as well — tg32 on
+// that machine (medians of 3, one call): static 29.7 +- 5.3, 4 chunks 32.5, 16 chunks 36.4 and
+// 33.6 (two runs), 32 chunks 32.7 tok/s (bench/NOTES.md, session 3).
 constexpr int kDefaultChunks = 16;
-constexpr int kDefaultChunksDecode = 0;
+constexpr int kDefaultChunksDecode = 16;
 constexpr int kMaxChunks = 64;
 // MoE work units: a row's fixed cost counted as 16 (token, block) pairs (Zen 4 fits: 35 ns per
 // 8-block row, 54 ns per 3-block row, 2.6-3.6 ns per pair); simulated 16-thread balance of a
@@ -109,7 +110,7 @@ void cpu_tuning_set(const std::string& name, int value) {
 std::map<std::string, std::vector<int>> cpu_tuning_choices() {
     return {{"prefetch", {0, 1024, 2048, 4096, 8192}},
             {"prefetch_prefill", {0, 2048}}, {"weights_copy", {0, 1}}, {"few_tokens", {0, 1}},
-            {"chunks", {0, 4, 8, 16, 32}}, {"chunks_decode", {0, 2, 4}},
+            {"chunks", {0, 4, 8, 16, 32}}, {"chunks_decode", {0, 4, 16}},
             {"row_pairs", {0, 8, 16, 32}}};
 }
 
