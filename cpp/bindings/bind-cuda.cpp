@@ -142,8 +142,11 @@ py::array_t<uint8_t> op_quantize_q8k(const Arr<float>& x) {
     return download<uint8_t>(dy, {rows, (py::ssize_t)((n / QK_K) * sizeof(block_q8k))});
 }
 
-py::array_t<float> op_matvec_q8k(uint32_t type, const Arr<uint8_t>& w, int64_t n, const Arr<uint8_t>& a,
-                                 const std::optional<Arr<int32_t>>& ids, bool act_per_slot, bool group) {
+// matvec_q8k on uploaded operands: one launch, then `reps` more, each timed by CUDA events on
+// the default stream (into *ms); returns the output of the last launch.
+py::array_t<float> run_matvec_q8k(uint32_t type, const Arr<uint8_t>& w, int64_t n, const Arr<uint8_t>& a,
+                                  const std::optional<Arr<int32_t>>& ids, bool act_per_slot, bool group, int reps,
+                                  std::vector<float>* ms) {
     const int64_t rb = row_bytes_of(type, n);
     const auto [n_mat, n_rows] = weight_shape(w, rb);
     require(n % QK_K == 0, "n must be a multiple of 256");
@@ -167,55 +170,40 @@ py::array_t<float> op_matvec_q8k(uint32_t type, const Arr<uint8_t>& w, int64_t n
     p.out = dout.as<float>();
     p.groups = s.groups.as<int32_t>();
     qc::matvec_q8k(p, da.as<block_q8k>(), nullptr);
+    if (reps > 0) {
+        void* e0 = qc::event_create();
+        void* e1 = qc::event_create();
+        try {
+            for (int i = 0; i < reps; ++i) {
+                qc::event_record(e0, nullptr);
+                qc::matvec_q8k(p, da.as<block_q8k>(), nullptr);
+                qc::event_record(e1, nullptr);
+                ms->push_back(qc::event_elapsed_ms(e0, e1));
+            }
+        } catch (...) {
+            qc::event_destroy(e0);
+            qc::event_destroy(e1);
+            throw;
+        }
+        qc::event_destroy(e0);
+        qc::event_destroy(e1);
+    }
     return download<float>(dout, {(py::ssize_t)s.n_tok * s.n_used, n_rows});
+}
+
+py::array_t<float> op_matvec_q8k(uint32_t type, const Arr<uint8_t>& w, int64_t n, const Arr<uint8_t>& a,
+                                 const std::optional<Arr<int32_t>>& ids, bool act_per_slot, bool group) {
+    return run_matvec_q8k(type, w, n, a, ids, act_per_slot, group, 0, nullptr);
 }
 
 // op_matvec_q8k with the operands uploaded once and `reps` launches, each timed by CUDA events
 // on the default stream (after one untimed warm-up launch): returns (out, [ms per launch]).
 py::tuple op_matvec_q8k_timed(uint32_t type, const Arr<uint8_t>& w, int64_t n, const Arr<uint8_t>& a,
                               const std::optional<Arr<int32_t>>& ids, bool act_per_slot, bool group, int reps) {
-    const int64_t rb = row_bytes_of(type, n);
-    const auto [n_mat, n_rows] = weight_shape(w, rb);
-    require(n % QK_K == 0, "n must be a multiple of 256");
-    require(a.ndim() == 2 && a.shape(1) == (py::ssize_t)((n / QK_K) * sizeof(block_q8k)),
-            "activations must be (rows, n/256 * 292) Q8K bytes");
     require(reps >= 1, "reps must be >= 1");
-    Slots s = make_slots(ids, a.shape(0), act_per_slot);
-    make_groups(s, n_mat, group);
-    auto dw = upload(w);
-    auto da = upload(a);
-    qc::DeviceBuffer dout((size_t)((int64_t)s.n_tok * s.n_used * n_rows) * sizeof(float));
-    qc::MatvecArgs p;
-    p.type = type;
-    p.w = dw.get();
-    p.n_rows = n_rows;
-    p.n = n;
-    p.n_mat = n_mat;
-    p.ids = s.ids.as<int32_t>();
-    p.n_tok = s.n_tok;
-    p.n_used = s.n_used;
-    p.act_per_slot = act_per_slot;
-    p.out = dout.as<float>();
-    p.groups = s.groups.as<int32_t>();
-    qc::matvec_q8k(p, da.as<block_q8k>(), nullptr);
     std::vector<float> ms;
-    void* e0 = qc::event_create();
-    void* e1 = qc::event_create();
-    try {
-        for (int i = 0; i < reps; ++i) {
-            qc::event_record(e0, nullptr);
-            qc::matvec_q8k(p, da.as<block_q8k>(), nullptr);
-            qc::event_record(e1, nullptr);
-            ms.push_back(qc::event_elapsed_ms(e0, e1));
-        }
-    } catch (...) {
-        qc::event_destroy(e0);
-        qc::event_destroy(e1);
-        throw;
-    }
-    qc::event_destroy(e0);
-    qc::event_destroy(e1);
-    return py::make_tuple(download<float>(dout, {(py::ssize_t)s.n_tok * s.n_used, n_rows}), ms);
+    py::array_t<float> out = run_matvec_q8k(type, w, n, a, ids, act_per_slot, group, reps, &ms);
+    return py::make_tuple(out, ms);
 }
 
 py::array_t<float> op_matvec_f32act(uint32_t type, const Arr<uint8_t>& w, int64_t n, const Arr<float>& x,
