@@ -81,8 +81,7 @@ private:
     int64_t n_ = 0;
     int64_t n_chunks_ = 0;           // dynamic partition: chunks of [0, n_); 0: static
     alignas(64) std::atomic<int64_t> next_chunk_{0};  // dynamic: first chunk not yet taken
-    char pad_[64 - sizeof(std::atomic<int64_t>)];     // (next_chunk_ alone on its cache line)
-    Thunk thunk_ = nullptr;
+    alignas(64) Thunk thunk_ = nullptr;  // (alignas: next_chunk_ alone on its cache line)
     void* ctx_ = nullptr;
     std::exception_ptr error_;  // first exception of the current job (under mu_)
     bool prof_ = false;         // op profiler on for the current job: chunks time themselves
