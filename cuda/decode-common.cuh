@@ -228,7 +228,6 @@ inline void dec_set_smem(K kernel, size_t bytes, const char* what) {
                                            cudaFuncAttributeMaxDynamicSharedMemorySize, (int)max_dyn));
 }
 
-// Launch `kernel` on `stream`, with the programmatic-dependent-launch attribute when pdl.
 // Shared-memory carveout of the decode kernels: every decode kernel asks for the largest
 // shared-memory carveout, so consecutive kernels of the step never need an SM's L1/shared split
 // reconfigured between them (scheduling only: the same bits). Measured on an H200: tg128
@@ -242,6 +241,7 @@ inline bool dec_uniform_carveout() {
     return on;
 }
 
+// Launch `kernel` on `stream`, with the programmatic-dependent-launch attribute when pdl.
 template <typename... KArgs, typename... Args>
 inline void launch_dec(void (*kernel)(KArgs...), dim3 grid, size_t smem, void* stream, bool pdl, Args... args) {
     if (dec_uniform_carveout())
