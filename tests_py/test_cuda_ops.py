@@ -297,12 +297,7 @@ def test_matvec_q8k_mma_prefill(typ, n_tok):
         x[-1, 256:512] = 3.0  # saturated blocks: every q = +-127, bsums at their extremes
         x[1, :256] = -0.5
         xq = _q8k_bytes(x)
-        want = np.full((n_slots, n_rows), np.nan, dtype=np.float32)
-        for e in range(n_mat):
-            slots = [s for s in range(n_slots) if ids[s // k, s % k] == e]
-            if slots:
-                rows = x[slots] if act_per_slot else x[[s // k for s in slots]]
-                want[slots] = np.asarray(quant.dot_q8k(w[e], typ, rows), dtype=np.float32).reshape(len(slots), n_rows)
+        want = _want_grouped(w, typ, x, ids, act_per_slot)
         got = _core.cuda_ops_matvec_q8k(quant.type_id(typ), w, n, xq, ids, act_per_slot, True)
         assert np.isnan(got[2]).all()
         assert_bits_equal(got, want, f"matvec_q8k mma grouped {typ} n_tok={n_tok} act_per_slot={act_per_slot}")
@@ -313,6 +308,22 @@ def test_matvec_q8k_mma_prefill(typ, n_tok):
         got = _core.cuda_ops_matvec_q8k(quant.type_id(typ), wd, nn, _q8k_bytes(xd))
         want = np.asarray(quant.dot_q8k(wd, typ, xd), dtype=np.float32).reshape(n_tok, rows)
         assert_bits_equal(got, want, f"matvec_q8k mma dense {typ} n_tok={n_tok} rows={rows} n={nn}")
+
+
+def _want_grouped(w, typ, x, ids, act_per_slot):
+    """CPU reference of a grouped expert matvec over w (n_mat, n_rows, row_bytes): slot
+    s = (token s // k, rank s % k) uses matrix ids[token, rank] (NaN rows for ids outside
+    [0, n_mat)) and activation row s (act_per_slot) or its token's row."""
+    n_mat, n_rows = w.shape[0], w.shape[1]
+    n_tok, k = ids.shape
+    n_slots = n_tok * k
+    want = np.full((n_slots, n_rows), np.nan, dtype=np.float32)
+    for e in range(n_mat):
+        slots = [s for s in range(n_slots) if ids[s // k, s % k] == e]
+        if slots:
+            rows = x[slots] if act_per_slot else x[[s // k for s in slots]]
+            want[slots] = np.asarray(quant.dot_q8k(w[e], typ, rows), dtype=np.float32).reshape(len(slots), n_rows)
+    return want
 
 
 @pytest.fixture(params=["new", "old"])
@@ -344,13 +355,7 @@ def test_matvec_q8k_mma_slots_and_variants(typ, n_tok, mma_variant):
             x[0, :256] = 0.0
             x[-1, -256:] = 3.0
             xq = _q8k_bytes(x)
-            want = np.full((n_slots, n_rows), np.nan, dtype=np.float32)
-            for e in range(n_mat):
-                slots = [s for s in range(n_slots) if ids[s // k, s % k] == e]
-                if slots:
-                    rows = x[slots] if act_per_slot else x[[s // k for s in slots]]
-                    want[slots] = np.asarray(quant.dot_q8k(w[e], typ, rows), dtype=np.float32).reshape(
-                        len(slots), n_rows)
+            want = _want_grouped(w, typ, x, ids, act_per_slot)
             got = _core.cuda_ops_matvec_q8k(quant.type_id(typ), w, n, xq, ids, act_per_slot, True)
             assert np.isnan(got[(n_tok // 2) * k]).all() and np.isnan(got[n_slots - 1]).all()
             assert_bits_equal(got, want, f"matvec_q8k mma[{mma_variant}] grouped {typ} n_tok={n_tok} "
