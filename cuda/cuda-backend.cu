@@ -19,6 +19,7 @@
 
 #include "cuda/common.cuh"
 #include "cuda/cuda-ops.h"
+#include "cuda/decode-common.cuh"
 #include "cuda/decode-ops.h"
 #include "model/qwen3moe.h"
 #include "quant/ggml-types.h"
@@ -35,6 +36,31 @@ size_t padded16(size_t n) { return (n + 15) & ~size_t(15); }
 constexpr int kSplitRows = 8;  // batches up to this many rows may use split-K attention
 
 std::string mib(size_t b) { return std::to_string((b + (1u << 20) - 1) >> 20) + " MiB"; }
+
+// Page-locked host memory (cudaHostAlloc), freed with the object.
+class PinnedHost {
+public:
+    PinnedHost() = default;
+    explicit PinnedHost(size_t bytes) { Q3_CUDA_CHECK(cudaHostAlloc(&p_, bytes, cudaHostAllocDefault)); }
+    ~PinnedHost() { release(); }
+    PinnedHost(PinnedHost&& o) noexcept : p_(o.p_) { o.p_ = nullptr; }
+    PinnedHost& operator=(PinnedHost&& o) noexcept {
+        if (this != &o) {
+            release();
+            p_ = o.p_;
+            o.p_ = nullptr;
+        }
+        return *this;
+    }
+    void* get() const { return p_; }
+
+private:
+    void release() {
+        if (p_ && cudaFreeHost(p_) != cudaSuccess) cudaGetLastError();
+        p_ = nullptr;
+    }
+    void* p_ = nullptr;
+};
 
 // Pinned staging buffers for the weight upload (two, so the file read of one chunk overlaps
 // the copy of the previous).
@@ -146,8 +172,9 @@ private:
     MatvecArgs args_for(const DevWeight& d, int n_tok, float* out) const;
     // The fused decode step (decode-ops.h) as a CUDA graph, one per "with logits" flag.
     std::string decode_unsupported(const Weights& w) const;  // "" when the fused step applies
-    void enqueue_decode(const Weights& w, bool with_logits);  // the step's launches on stream_
-    void build_decode_graph(const Weights& w, bool with_logits);
+    // The step's launches on stream_; long_ctx: the two-launch attention instead of the cluster one.
+    void enqueue_decode(const Weights& w, bool with_logits, bool long_ctx);
+    void build_decode_graph(const Weights& w, bool with_logits, bool long_ctx);
     struct DecodeGraph {
         cudaGraphExec_t exec = nullptr;  // instantiated graph, or nullptr
         const void* act0 = nullptr;      // bufs_.act[0] when captured (buffers reallocated -> rebuild)
@@ -178,15 +205,19 @@ private:
     int dec_state_ = 0;               // 0 undecided, 1 fused path on, -1 off (dec_reason_ says why)
     std::string dec_reason_;          // why the fused path is off
     bool dec_pdl_ = false;            // programmatic dependent launch between its kernels
-    int dec_split_ = 1;               // attention blocks per KV head
+    int dec_split_ = 1;               // attention blocks per KV head (two-launch attention)
+    int dec_cluster_ = 0;             // blocks per cluster of the one-launch attention (0: two launches)
     bool dec_next_norm_ = false;      // dec_down computes the next norm (else the q/k/v kernel)
     bool dec_attn_q8_ = true;         // the attention writes attn_out's Q8K blocks (else the o-proj)
-    DecodeGraph dec_graph_[2];        // [with_logits]
+    int dec_cluster_max_pos_ = 0;     // positions from here on take the two-launch attention
+    DecodeGraph dec_graph_[2][2];     // [with_logits][long_ctx]
     DeviceBuffer dec_in_;             // [2] int32: token, position of the step
     DeviceBuffer dec_counters_;       // uint32 completion counters (kept zero): attention [n_head_kv],
                                       // router [1], down's next norm [1], SwiGLU chunks
                                       // [n_expert_used][n_ff_exp / 256]
     DeviceBuffer dec_logits_;         // [n_vocab] f32
+    PinnedHost dec_logits_host_;      // [n_vocab] f32: the step's logits come back through it
+                                      // (a pageable copy cost ~0.5 ms per step, bench/NOTES.md)
     cudaEvent_t timer_ev_[2] = {nullptr, nullptr};  // benchmark timer: start, stop
 };
 
@@ -294,6 +325,7 @@ CudaBackend::CudaBackend(const HParams& hp, ActMode mode, int n_ctx, const RopeT
                                      sizeof(unsigned));
         memset_device(dec_counters_.get(), 0, dec_counters_.size(), stream_);
         dec_logits_ = DeviceBuffer((size_t)hp.n_vocab * sizeof(float));
+        dec_logits_host_ = PinnedHost((size_t)hp.n_vocab * sizeof(float));
         stream_sync(stream_);
     } catch (...) {
         // Members already built are freed by their destructors; the stream is not a member
@@ -307,7 +339,8 @@ CudaBackend::CudaBackend(const HParams& hp, ActMode mode, int n_ctx, const RopeT
 
 CudaBackend::~CudaBackend() {
     if (cudaSetDevice(device_) != cudaSuccess) cudaGetLastError();
-    for (DecodeGraph& g : dec_graph_)
+    for (auto& gl : dec_graph_)
+        for (DecodeGraph& g : gl)
         if (g.exec && cudaGraphExecDestroy(g.exec) != cudaSuccess) cudaGetLastError();
     for (cudaEvent_t& e : timer_ev_)
         if (e && cudaEventDestroy(e) != cudaSuccess) cudaGetLastError();
@@ -646,7 +679,7 @@ std::string CudaBackend::decode_unsupported(const Weights& w) const {
     return "";
 }
 
-void CudaBackend::enqueue_decode(const Weights& w, bool with_logits) {
+void CudaBackend::enqueue_decode(const Weights& w, bool with_logits, bool long_ctx) {
     const int64_t E = hp_.n_embd, F = hp_.n_ff_exp;
     const int K = hp_.n_expert_used;
     const int32_t* in = dec_in_.as<int32_t>();  // [token, position]
@@ -711,6 +744,7 @@ void CudaBackend::enqueue_decode(const Weights& w, bool with_logits) {
         at.scratch = attn_scratch_.as<float>();
         at.counters = dec_counters_.as<unsigned>();
         at.n_split = dec_split_;
+        at.cluster = long_ctx ? 0 : dec_cluster_;
         dec_attention(at, stream_, pdl);
 
         DecMatvecAddArgs o;
@@ -809,8 +843,8 @@ void CudaBackend::enqueue_decode(const Weights& w, bool with_logits) {
         matvec_f32act(p, buf(Act::norm), stream_);
 }
 
-void CudaBackend::build_decode_graph(const Weights& w, bool with_logits) {
-    DecodeGraph& dg = dec_graph_[with_logits];
+void CudaBackend::build_decode_graph(const Weights& w, bool with_logits, bool long_ctx) {
+    DecodeGraph& dg = dec_graph_[with_logits][long_ctx];
     if (dg.exec) {
         cudaGraphExecDestroy(dg.exec);
         dg.exec = nullptr;
@@ -818,7 +852,7 @@ void CudaBackend::build_decode_graph(const Weights& w, bool with_logits) {
     cudaStream_t s = to_stream(stream_);
     Q3_CUDA_CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
     try {
-        enqueue_decode(w, with_logits);
+        enqueue_decode(w, with_logits, long_ctx);
     } catch (...) {
         cudaGraph_t g = nullptr;
         cudaStreamEndCapture(s, &g);
@@ -869,15 +903,31 @@ bool CudaBackend::decode_step(const Weights& w, int32_t token, int pos, float* l
             const int v = std::atoi(e);
             if (v >= 1) dec_split_ = v;
         }
+        // The one-launch attention (a cluster per KV head, sm_90) unless clusters are off;
+        // QWEN3MOE_CUDA_DECODE_CLUSTER=N forces N blocks per cluster (test hook; 0: two launches).
+        dec_cluster_ = dec_clusters_enabled()
+                           ? dec_attention_cluster_size(hp_.head_dim, hp_.n_head_kv, mode_ == ActMode::q8)
+                           : 0;
+        if (const char* e = std::getenv("QWEN3MOE_CUDA_DECODE_CLUSTER")) {
+            const int v = std::atoi(e);
+            if (v >= 0 && v <= 16) dec_cluster_ = v;
+        }
+        // Crossover of the two attentions, from the two measured points (linear in pos): ~1470.
+        dec_cluster_max_pos_ = 1536;
+        if (const char* e = std::getenv("QWEN3MOE_CUDA_DECODE_CLUSTER_MAX_POS")) dec_cluster_max_pos_ = std::atoi(e);
         dec_state_ = 1;
     }
     if (pos < 0 || pos >= n_ctx_) throw std::logic_error("CudaBackend::decode_step: bad position");
     ensure_capacity(1);
     const bool want = logits != nullptr;
-    DecodeGraph& dg = dec_graph_[want];
+    // The cluster attention's blocks each take several 32-key runs and tiles in turn; at long
+    // contexts the two-launch attention's wider grid is faster (H200: 17.2 vs 25.5 us per layer
+    // near position 64, 62.6 vs 47.8 near 4160; bench/NOTES.md), so the step has two graphs.
+    const bool long_ctx = dec_cluster_ > 0 && pos >= dec_cluster_max_pos_;
+    DecodeGraph& dg = dec_graph_[want][long_ctx];
     if (!dg.exec || dg.act0 != bufs_.act[0].get()) {
         try {
-            build_decode_graph(w, want);
+            build_decode_graph(w, want, long_ctx);
         } catch (const OutOfMemory&) {
             throw;
         } catch (const std::exception& e) {  // no graph on this device/driver: op-by-op from now on
@@ -892,7 +942,11 @@ bool CudaBackend::decode_step(const Weights& w, int32_t token, int pos, float* l
     T_ = 1;
     pos0_ = pos;
     for (bool& v : q8_valid_) v = false;  // the step rewrote the activation buffers
-    if (want) memcpy_d2h(logits, dec_logits_.get(), (size_t)hp_.n_vocab * sizeof(float), stream_);
+    if (want) {  // device -> pinned (DMA at full speed), then one host copy
+        const size_t bytes = (size_t)hp_.n_vocab * sizeof(float);
+        memcpy_d2h(dec_logits_host_.get(), dec_logits_.get(), bytes, stream_);
+        std::memcpy(logits, dec_logits_host_.get(), bytes);
+    }
     return true;
 }
 
@@ -914,8 +968,12 @@ double CudaBackend::timer_stop() {
 }
 
 std::string CudaBackend::decode_path() const {
-    if (dec_state_ > 0) return dec_pdl_ ? "cuda-graph (fused kernels, programmatic dependent launch)"
-                                        : "cuda-graph (fused kernels)";
+    if (dec_state_ > 0) {
+        std::string s = "cuda-graph (fused kernels";
+        if (dec_pdl_) s += ", programmatic dependent launch";
+        if (dec_cluster_ > 0) s += ", attention in clusters of " + std::to_string(dec_cluster_);
+        return s + ")";
+    }
     if (dec_state_ < 0) return "op-by-op (" + dec_reason_ + ")";
     return "undecided (no decode step yet)";
 }

@@ -20,6 +20,9 @@
 #include <stdexcept>
 #include <string>
 
+#include <algorithm>
+
+#include <cooperative_groups.h>
 #include <cuda_fp16.h>
 
 #include "cuda/decode-common.cuh"
@@ -38,7 +41,8 @@ constexpr int kSubs = kAttnTile / kKeys;  // score items per tile
 // stride kv_row elements) -> dst[j * ld + c] as f32 (the exact widening: hardware conversion, NaN patterns canonical). 8-element chunks
 // with 16-byte loads, up to 4 chunks per thread loaded before any is converted.
 // n_cols % 8 == 0; base and kv_row multiples of 8.
-template <bool F16>
+// kBypassL1: read with ld.global.cg (rows another block of the running kernel may have written).
+template <bool F16, bool kBypassL1 = false>
 __device__ __forceinline__ void stage_kv(const void* cache, int64_t base, int64_t kv_row, int n_rows, int n_cols,
                                          float* dst, int ld) {
     constexpr int kBatch = 4;
@@ -50,11 +54,15 @@ __device__ __forceinline__ void stage_kv(const void* cache, int64_t base, int64_
             const int c = c0 + b * (int)blockDim.x + (int)threadIdx.x;
             const int64_t off = base + (int64_t)(c / cpr) * kv_row + (c % cpr) * 8;
             if (c < n_chunks) {
+                auto ld16 = [](const void* a) {
+                    const uint4* q = reinterpret_cast<const uint4*>(a);
+                    return kBypassL1 ? __ldcg(q) : *q;
+                };
                 if constexpr (F16) {
-                    raw[b][0] = *reinterpret_cast<const uint4*>(static_cast<const uint16_t*>(cache) + off);
+                    raw[b][0] = ld16(static_cast<const uint16_t*>(cache) + off);
                 } else {
-                    raw[b][0] = *reinterpret_cast<const uint4*>(static_cast<const float*>(cache) + off);
-                    raw[b][1] = *reinterpret_cast<const uint4*>(static_cast<const float*>(cache) + off + 4);
+                    raw[b][0] = ld16(static_cast<const float*>(cache) + off);
+                    raw[b][1] = ld16(static_cast<const float*>(cache) + off + 4);
                 }
             }
         }
@@ -270,6 +278,214 @@ __global__ void __launch_bounds__(kDecThreads, 1) dec_attn_values(DecAttnArgs p)
     }
     if (threadIdx.x == 0) p.counters[g] = 0u;  // ready for the next launch
 }
+
+// ---- one launch per step: a thread-block cluster per KV head (sm_90) ----------------------
+//
+// grid (C, n_head_kv) in clusters of C blocks along x; block `rank` of KV head g's cluster:
+//  1. (before the wait) prefetches into L2 the cache rows below pos it will read — written by
+//     earlier steps, and pos itself was written before the graph started;
+//  2. computes its G query heads (norm + RoPE, stored by rank 0) and the scores of the 32-key
+//     runs rank, rank + C, ... exactly as dec_attn_scores; the owner of the run holding pos
+//     first appends K and V at pos; each warp keeps the maximum of its head's scores;
+//  3. cluster barrier; m per head = the maximum of the C blocks' maxima, read through
+//     distributed shared memory (a NaN s_0 wins), as dec_attn_values;
+//  4. takes the tiles rank, rank + C, ...: e_j and the tile's z and a[d] from +0.0f in ascending
+//     j (each lane runs up to four columns' chains), into the scratch partials as
+//     dec_attn_values;
+//  5. cluster barrier; the 256-output chunks rank, rank + C, ... of the group's G * hd outputs
+//     are combined over the tiles in ascending order and divided (attn_split_combine's
+//     expression), and quantised to Q8K when asked.
+// The barriers release and acquire at cluster scope, so the scores, partials and the appended
+// V row written by one block are visible to the others; those are read with ld.global.cg
+// (this SM's L1 may hold the scratch lines from an earlier layer's launch).
+constexpr int kVCols = 128;  // V columns staged per chunk (each lane: up to 4 column chains)
+
+Q3_HD int64_t cluster_kv_floats(int hd) {
+    const int64_t k = (int64_t)kKeys * (hd + 1), v = (int64_t)kAttnTile * kVCols;
+    return k > v ? k : v;
+}
+
+// Dynamic shared floats: q [kMaxGroup][hd], K run / V chunk, e [kMaxGroup][kAttnTile], one
+// Q8K block of outputs, block maxima and final maxima [kMaxGroup] each.
+Q3_HD int64_t cluster_smem_floats(int hd) {
+    return (int64_t)kMaxGroup * hd + cluster_kv_floats(hd) + (int64_t)kMaxGroup * kAttnTile + QK_K + 2 * kMaxGroup;
+}
+
+// The whole block: prefetch rows [j0, j1) of KV head g's slice (hd elements) of a cache into L2.
+template <bool F16>
+__device__ __forceinline__ void prefetch_kv_rows(const void* cache, int64_t kv_row, int g, int hd, int64_t j0,
+                                                 int64_t j1) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    const int64_t es = F16 ? 2 : 4;
+    const uint32_t bytes = (uint32_t)(hd * es);  // a multiple of 64 (hd % 32 == 0)
+    for (int64_t j = j0 + threadIdx.x; j < j1; j += blockDim.x) {
+        const char* a = static_cast<const char*>(cache) + (j * kv_row + (int64_t)g * hd) * es;
+        asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(a), "r"(bytes) : "memory");
+    }
+#endif
+}
+
+template <bool F16>
+__global__ void __launch_bounds__(kDecThreads, 1) dec_attn_cluster(DecAttnArgs p) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    static_assert(kDecThreads == QK_K, "one output per thread in a 256-output chunk");
+    extern __shared__ __align__(16) float csm[];
+    namespace cg = cooperative_groups;
+    cg::cluster_group cluster = cg::this_cluster();
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & (kWarp - 1);
+    const int g = blockIdx.y, G = p.n_head / p.n_head_kv, hd = p.hd;
+    const int C = (int)cluster.num_blocks(), rank = (int)cluster.block_rank();
+    float* q_sh = csm;                                  // [G][hd]
+    float* kv_sh = q_sh + kMaxGroup * hd;               // K run [kKeys][hd + 1] / V chunk [kAttnTile][kVCols]
+    float* e_sh = kv_sh + cluster_kv_floats(hd);        // [G][kAttnTile]
+    float* o_sh = e_sh + kMaxGroup * kAttnTile;         // [QK_K]
+    float* bm_sh = o_sh + QK_K;                         // [G] this block's maxima (read by the cluster)
+    float* m_sh = bm_sh + kMaxGroup;                    // [G] the heads' m
+    const Layout L = layout(p);
+    const int64_t kv_row = (int64_t)p.n_head_kv * hd;
+    const int64_t pos = p.pos[0];
+    const int n_runs = (int)(pos / kKeys) + 1, n_t = (int)(pos / kAttnTile) + 1;
+    for (int r = rank; r < n_runs; r += C)
+        prefetch_kv_rows<F16>(p.k_cache, kv_row, g, hd, (int64_t)r * kKeys, std::min<int64_t>((int64_t)(r + 1) * kKeys, pos));
+    for (int t = rank; t < n_t; t += C)
+        prefetch_kv_rows<F16>(p.v_cache, kv_row, g, hd, (int64_t)t * kAttnTile,
+                         std::min<int64_t>((int64_t)(t + 1) * kAttnTile, pos));
+    pdl_wait();
+    pdl_launch_next();
+    if (rank < n_runs && warp < G) {  // the group's q heads (rank 0 stores q_normed, q_rope)
+        const int64_t qh = (int64_t)(g * G + warp) * hd;
+        const bool store = rank == 0;
+        warp_norm_rope(p.q + qh, p.q_norm, p.eps, hd, pos, p.rope_cos, p.rope_sin, store ? p.q_normed + qh : nullptr,
+                       q_sh + warp * hd, kv_sh + warp * hd, nullptr, false, 0);
+        __syncwarp();
+        if (store)
+            for (int i = lane; i < hd; i += kWarp) p.q_rope[qh + i] = q_sh[warp * hd + i];
+    }
+    if (rank == (int)((pos / kKeys) % C) && warp == 0) {  // k head g and the cache rows at pos
+        const int64_t kh = (int64_t)g * hd;
+        warp_norm_rope(p.k + kh, p.k_norm, p.eps, hd, pos, p.rope_cos, p.rope_sin, p.k_normed + kh, p.k_rope + kh,
+                       e_sh, p.k_cache, p.cache_f16, pos * kv_row + kh);
+        for (int i = lane; i < hd; i += kWarp) cache_store(p.v_cache, p.cache_f16, pos * kv_row + kh + i, p.v[kh + i]);
+    }
+    const float kq_scale = canon_div(1.0f, canon_sqrt((float)hd));
+    const int ldk = hd + 1;  // lanes reading one column of the K run hit distinct banks
+    float mloc = -__int_as_float(0x7f800000);
+    for (int r = rank; r < n_runs; r += C) {
+        const int64_t j0 = (int64_t)r * kKeys;
+        const int len = (int)(pos + 1 - j0 < kKeys ? pos + 1 - j0 : kKeys);
+        __syncthreads();  // q_sh and the cache row at pos written / kv_sh free again
+        stage_kv<F16>(p.k_cache, j0 * kv_row + (int64_t)g * hd, kv_row, len, hd, kv_sh, ldk);
+        __syncthreads();
+        if (warp < G && lane < len) {
+            const int h = warp;
+            float part[kWarp];
+#pragma unroll
+            for (int l = 0; l < kWarp; ++l) part[l] = 0.0f;
+#pragma unroll
+            for (int c = 0; c < kMaxHeadDim; c += kWarp) {  // hd % 32 == 0
+                if (c < hd) {
+#pragma unroll
+                    for (int l = 0; l < kWarp; ++l)
+                        part[l] = canon_fma(q_sh[h * hd + c + l], kv_sh[lane * ldk + c + l], part[l]);
+                }
+            }
+            // canon_tree32, unrolled so the partials stay in registers.
+#pragma unroll
+            for (int l = 0; l < 16; ++l) part[l] = part[l] + part[l + 16];
+#pragma unroll
+            for (int l = 0; l < 8; ++l) part[l] = part[l] + part[l + 8];
+#pragma unroll
+            for (int l = 0; l < 4; ++l) part[l] = part[l] + part[l + 4];
+#pragma unroll
+            for (int l = 0; l < 2; ++l) part[l] = part[l] + part[l + 2];
+            part[0] = part[0] + part[1];
+            const float s = part[0] * kq_scale;
+            L.scores[(int64_t)(g * G + h) * p.n_ctx + j0 + lane] = s;
+            mloc = fmaxf(mloc, s);
+        }
+    }
+    if (warp < G) {
+        const float mx = warp_max(mloc);  // exact in any order
+        if (lane == 0) bm_sh[warp] = mx;
+    }
+    cluster.sync();  // 1: every block's scores and maxima, and the rows at pos
+    if (warp < G) {
+        float mx = -__int_as_float(0x7f800000);
+        for (int c = lane; c < C; c += kWarp) mx = fmaxf(mx, cluster.map_shared_rank(bm_sh, c)[warp]);
+        mx = warp_max(mx);
+        const float s0 = __ldcg(L.scores + (int64_t)(g * G + warp) * p.n_ctx);
+        if (lane == 0) m_sh[warp] = s0 != s0 ? s0 : mx;  // a NaN s_0 wins, as the CPU
+    }
+    for (int t = rank; t < n_t; t += C) {
+        const int64_t t0 = (int64_t)t * kAttnTile;
+        const int len = (int)(pos + 1 - t0 < kAttnTile ? pos + 1 - t0 : kAttnTile);
+        __syncthreads();  // m_sh written / e_sh, kv_sh free again
+        for (int i = threadIdx.x; i < G * kAttnTile; i += blockDim.x) {
+            const int h = i / kAttnTile, j = i % kAttnTile;
+            if (j < len) e_sh[h * kAttnTile + j] = canon_exp(__ldcg(L.scores + (int64_t)(g * G + h) * p.n_ctx + t0 + j) - m_sh[h]);
+        }
+        for (int c0 = 0; c0 < hd; c0 += kVCols) {
+            const int nc = hd - c0 < kVCols ? hd - c0 : kVCols, ni = nc / kWarp;
+            if (c0) __syncthreads();  // the previous chunk's readers are done
+            stage_kv<F16, true>(p.v_cache, t0 * kv_row + (int64_t)g * hd + c0, kv_row, len, nc, kv_sh, kVCols);
+            __syncthreads();
+            if (warp < G) {
+                const int h = warp;
+                float z = 0.0f, a[kVCols / kWarp];
+#pragma unroll
+                for (int i = 0; i < kVCols / kWarp; ++i) a[i] = 0.0f;
+#pragma unroll 4
+                for (int j = 0; j < len; ++j) {
+                    const float e = e_sh[h * kAttnTile + j];
+                    z = z + e;
+#pragma unroll
+                    for (int i = 0; i < kVCols / kWarp; ++i)
+                        if (i < ni) a[i] = canon_fma(e, kv_sh[j * kVCols + lane + kWarp * i], a[i]);
+                }
+                float* part = L.part + ((int64_t)(g * G + h) * L.n_tiles + t) * (int64_t)(1 + hd);
+                if (c0 == 0 && lane == 0) part[0] = z;
+#pragma unroll
+                for (int i = 0; i < kVCols / kWarp; ++i)
+                    if (i < ni) part[1 + c0 + lane + kWarp * i] = a[i];
+            }
+        }
+    }
+    cluster.sync();  // 2: every tile's partials (and no block exits while its maxima are read)
+    const int n_out = G * hd, n_chunks = (n_out + QK_K - 1) / QK_K;
+    constexpr int kBatch = 8;  // loads issued together, then added in ascending order
+    for (int qc = rank; qc < n_chunks; qc += C) {
+        const int pr = qc * QK_K + (int)threadIdx.x;
+        if (pr < n_out) {
+            const int h = pr / hd, d = pr % hd;
+            const float* part = L.part + (int64_t)(g * G + h) * L.n_tiles * (int64_t)(1 + hd);
+            float Z = 0.0f, A = 0.0f;
+            for (int i0 = 0; i0 < n_t; i0 += kBatch) {  // ascending tile order from +0.0f
+                float zb[kBatch], ab[kBatch];
+#pragma unroll
+                for (int b = 0; b < kBatch; ++b) {
+                    const int i = i0 + b < n_t ? i0 + b : n_t - 1;
+                    zb[b] = __ldcg(part + i * (int64_t)(1 + hd));
+                    ab[b] = __ldcg(part + i * (int64_t)(1 + hd) + 1 + d);
+                }
+#pragma unroll
+                for (int b = 0; b < kBatch; ++b)
+                    if (i0 + b < n_t) {
+                        Z = Z + zb[b];
+                        A = A + ab[b];
+                    }
+            }
+            const float o = canon_div(A, Z);
+            p.out[(int64_t)(g * G + h) * hd + d] = o;
+            o_sh[threadIdx.x] = o;
+        }
+        if (p.out_q8) {  // whole Q8K blocks (checked on the host): chunk qc is block qc of the group
+            __syncthreads();
+            if (warp == 0) warp_quantize_q8k_block(o_sh, p.out_q8 + (int64_t)g * n_chunks + qc);
+            __syncthreads();
+        }
+    }
+#endif
+}
 }  // namespace
 
 size_t dec_attention_scratch_floats(int n_head, int hd, int64_t n_ctx) {
@@ -285,6 +501,19 @@ void dec_attention(const DecAttnArgs& p, void* stream, bool pdl) {
         throw std::invalid_argument("dec_attention: out_q8 needs whole Q8K blocks per KV head group");
     if (p.n_ctx <= 0 || p.n_split < 1 || !p.scratch || !p.counters || !p.pos)
         throw std::invalid_argument("dec_attention: bad arguments");
+    if (p.cluster > 0) {
+        if (p.cluster > 16) throw std::invalid_argument("dec_attention: at most 16 blocks per cluster");
+        const dim3 grid((unsigned)p.cluster, (unsigned)p.n_head_kv);
+        const size_t smem = (size_t)cluster_smem_floats(p.hd) * sizeof(float);
+        if (p.cache_f16) {
+            dec_set_smem(dec_attn_cluster<true>, smem, "dec_attention");
+            launch_dec_cluster(dec_attn_cluster<true>, grid, p.cluster, smem, stream, pdl, p);
+        } else {
+            dec_set_smem(dec_attn_cluster<false>, smem, "dec_attention");
+            launch_dec_cluster(dec_attn_cluster<false>, grid, p.cluster, smem, stream, pdl, p);
+        }
+        return;
+    }
     const dim3 grid((unsigned)p.n_split, (unsigned)p.n_head_kv);
     if (p.cache_f16) {
         launch_dec(dec_attn_scores<true>, grid, 0, stream, pdl, p);
@@ -293,6 +522,17 @@ void dec_attention(const DecAttnArgs& p, void* stream, bool pdl) {
         launch_dec(dec_attn_scores<false>, grid, 0, stream, pdl, p);
         launch_dec(dec_attn_values<false>, grid, 0, stream, pdl, p);
     }
+}
+
+int dec_attention_cluster_size(int hd, int n_head_kv, bool cache_f16) {
+    if (hd <= 0 || hd > kMaxHeadDim || hd % kWarp != 0) return 0;
+    const size_t smem = (size_t)cluster_smem_floats(hd) * sizeof(float);
+    if (cache_f16) {
+        dec_set_smem(dec_attn_cluster<true>, smem, "dec_attention");
+        return dec_cluster_size(dec_attn_cluster<true>, smem, 16, n_head_kv);
+    }
+    dec_set_smem(dec_attn_cluster<false>, smem, "dec_attention");
+    return dec_cluster_size(dec_attn_cluster<false>, smem, 16, n_head_kv);
 }
 
 }  // namespace qwen3moe::cuda

@@ -43,6 +43,54 @@ __device__ __forceinline__ void pdl_launch_next() {
 #endif
 }
 
+// ---- thread-block clusters (sm_90) --------------------------------------------------------
+//
+// The halves of the cluster barrier (barrier.cluster; every thread of every block of the
+// cluster executes each, warp-converged) and stores into another block's shared memory
+// (distributed shared memory). The host launches clusters only on compute capability >= 9.0
+// (dec_cluster_size); code built for an older GPU traps instead of running unsynchronised.
+
+// Arrive without ordering memory (e.g. to learn later that every block of the cluster runs).
+__device__ __forceinline__ void cluster_arrive_relaxed() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("barrier.cluster.arrive.relaxed.aligned;" ::: "memory");
+#elif defined(__CUDA_ARCH__)
+    __trap();
+#endif
+}
+
+// Arrive with release semantics: this thread's earlier writes (shared memory of any block of
+// the cluster, global memory) are visible to every thread of the cluster after its cluster_wait.
+__device__ __forceinline__ void cluster_arrive() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("barrier.cluster.arrive.release.aligned;" ::: "memory");
+#elif defined(__CUDA_ARCH__)
+    __trap();
+#endif
+}
+
+// Wait (acquire) until every thread of the cluster has arrived in the current phase.
+__device__ __forceinline__ void cluster_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("barrier.cluster.wait.acquire.aligned;" ::: "memory");
+#elif defined(__CUDA_ARCH__)
+    __trap();
+#endif
+}
+
+// Store v at the address of this block's shared `dst` in the shared memory of cluster block
+// `rank` (the block's rank in its cluster, %cluster_ctarank).
+__device__ __forceinline__ void cluster_store_shared(float* dst, unsigned rank, float v) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    const uint32_t local = (uint32_t)__cvta_generic_to_shared(dst);
+    uint32_t remote;
+    asm("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(remote) : "r"(local), "r"(rank));
+    asm volatile("st.shared::cluster.f32 [%0], %1;" ::"r"(remote), "f"(v) : "memory");
+#elif defined(__CUDA_ARCH__)
+    __trap();
+#endif
+}
+
 // Prefetch bytes [p, p + n) of global memory into L2 (a hint; called by the whole block).
 // sm_90: one bulk prefetch of the 16-byte aligned range inside [p, p + n); older GPUs: one
 // prefetch per 128-byte line.
@@ -169,13 +217,19 @@ Q3_HD int64_t q8k_row_bytes(uint32_t type, int64_t n) {
 // y_sh with 16-byte loads, so the canonical strided sum reads shared memory, not a chain of
 // global loads. Ends with __syncthreads.
 // kBypassL1: read x with ld.global.cg (x was written by other blocks of the running kernel).
-template <bool kBypassL1 = false>
+// kWPending: -1 when w is global memory; k >= 0 when w is shared memory staged by this block
+// (stage_async, before pdl_wait: the weights never change) in a group followed by k newer
+// committed groups. Each thread then waits for its own copies of w after issuing its loads of
+// x, and the barrier before the scale hands every copy to the block, so the normalise loop
+// reads shared memory instead of one dependent global load per iteration.
+template <bool kBypassL1 = false, int kWPending = -1>
 __device__ __forceinline__ void block_rms_norm_q8k(const float* x, const float* w, int64_t n, float eps, float* y_sh,
                                                    block_q8k* q_sh) {
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & (kWarp - 1), n_warps = blockDim.x >> 5;
     for (int64_t i = threadIdx.x; i < n / 4; i += blockDim.x)
         reinterpret_cast<float4*>(y_sh)[i] =
             kBypassL1 ? __ldcg(reinterpret_cast<const float4*>(x) + i) : reinterpret_cast<const float4*>(x)[i];
+    if constexpr (kWPending >= 0) asm volatile("cp.async.wait_group %0;" ::"n"(kWPending) : "memory");
     __shared__ float sc_sh;
     __syncthreads();
     if (warp == 0) {
@@ -208,17 +262,26 @@ constexpr size_t kDecMaxSmem = 48 * 1024;
 constexpr int kDecWarps = 8;                 // warps per block of the decode kernels
 constexpr int kDecThreads = kDecWarps * kWarp;
 
-// Allow `kernel` `bytes` of dynamic shared memory: raises the kernel's cap to what the device
-// allows next to its static shared memory (the 48 KiB default counts static + dynamic bytes);
-// throws std::invalid_argument naming `what` when `bytes` is more than that.
+// The most dynamic shared memory per block that the device allows `kernel` next to its static
+// shared memory (the cap dec_set_smem raises the kernel to; the 48 KiB default cap counts static
+// + dynamic bytes).
 template <typename K>
-inline void dec_set_smem(K kernel, size_t bytes, const char* what) {
+inline size_t dec_max_smem(K kernel) {
     int dev = 0, optin = 0;
     Q3_CUDA_CHECK(cudaGetDevice(&dev));
     Q3_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
     cudaFuncAttributes fa;
     Q3_CUDA_CHECK(cudaFuncGetAttributes(&fa, reinterpret_cast<const void*>(kernel)));
-    const size_t max_dyn = (size_t)optin > fa.sharedSizeBytes ? (size_t)optin - fa.sharedSizeBytes : 0;
+    return (size_t)optin > fa.sharedSizeBytes ? (size_t)optin - fa.sharedSizeBytes : 0;
+}
+
+// Allow `kernel` `bytes` of dynamic shared memory: raises the kernel's cap to dec_max_smem;
+// throws std::invalid_argument naming `what` when `bytes` is more than that.
+template <typename K>
+inline void dec_set_smem(K kernel, size_t bytes, const char* what) {
+    const size_t max_dyn = dec_max_smem(kernel);
+    cudaFuncAttributes fa;
+    Q3_CUDA_CHECK(cudaFuncGetAttributes(&fa, reinterpret_cast<const void*>(kernel)));
     if (bytes > max_dyn)
         throw std::invalid_argument(std::string(what) + ": needs " + std::to_string(bytes) +
                                     " bytes of dynamic shared memory per block, the device allows " +
@@ -241,9 +304,24 @@ inline bool dec_uniform_carveout() {
     return on;
 }
 
-// Launch `kernel` on `stream`, with the programmatic-dependent-launch attribute when pdl.
+// Thread-block clusters in the decode kernels (sm_90): e.g. the router's blocks hand their
+// logits to block 0 through distributed shared memory and the cluster barrier instead of global
+// stores, a fence and an atomic counter (decode-router.cu). The same values either way.
+// QWEN3MOE_CUDA_DEC_CLUSTER=0 takes the paths of GPUs without clusters.
+inline bool dec_clusters_enabled() {
+    static const bool on = [] {
+        const char* e = std::getenv("QWEN3MOE_CUDA_DEC_CLUSTER");
+        return !(e && std::string(e) == "0");
+    }();
+    return on;
+}
+
+// Launch `kernel` on `stream`, with the programmatic-dependent-launch attribute when pdl, and
+// as thread-block clusters of `cluster` blocks along x when cluster > 0 (sm_90; grid.x must be
+// a multiple of it).
 template <typename... KArgs, typename... Args>
-inline void launch_dec(void (*kernel)(KArgs...), dim3 grid, size_t smem, void* stream, bool pdl, Args... args) {
+inline void launch_dec_cluster(void (*kernel)(KArgs...), dim3 grid, int cluster, size_t smem, void* stream, bool pdl,
+                               Args... args) {
     if (dec_uniform_carveout())
         Q3_CUDA_CHECK(cudaFuncSetAttribute(reinterpret_cast<const void*>(kernel),
                                            cudaFuncAttributePreferredSharedMemoryCarveout,
@@ -253,12 +331,66 @@ inline void launch_dec(void (*kernel)(KArgs...), dim3 grid, size_t smem, void* s
     cfg.blockDim = dim3(kDecThreads);
     cfg.dynamicSmemBytes = smem;
     cfg.stream = to_stream(stream);
-    cudaLaunchAttribute attr[1];
-    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cudaLaunchAttribute attr[2];
+    int n = 0;
+    if (pdl) {
+        attr[n].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+        attr[n].val.programmaticStreamSerializationAllowed = 1;
+        ++n;
+    }
+    if (cluster > 0) {
+        attr[n].id = cudaLaunchAttributeClusterDimension;
+        attr[n].val.clusterDim.x = (unsigned)cluster;
+        attr[n].val.clusterDim.y = 1;
+        attr[n].val.clusterDim.z = 1;
+        ++n;
+    }
     cfg.attrs = attr;
-    cfg.numAttrs = pdl ? 1 : 0;
+    cfg.numAttrs = n;
     Q3_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, args...));
+}
+
+// Launch `kernel` on `stream`, with the programmatic-dependent-launch attribute when pdl.
+template <typename... KArgs, typename... Args>
+inline void launch_dec(void (*kernel)(KArgs...), dim3 grid, size_t smem, void* stream, bool pdl, Args... args) {
+    launch_dec_cluster(kernel, grid, 0, smem, stream, pdl, args...);
+}
+
+// The largest cluster size c among max_c, max_c / 2, max_c / 4, ..., 1 (powers of two when
+// max_c is one) with which `kernel` (kDecThreads threads, `smem` dynamic bytes: call
+// dec_set_smem first when that is above 48 KiB) can be resident at least `min_clusters` times
+// at once on the current device; 0 when none can, or when the device has no thread-block
+// clusters (compute capability < 9.0). Sizes above 8 need the non-portable-size attribute,
+// which this sets on the kernel.
+template <typename K>
+inline int dec_cluster_size(K kernel, size_t smem, int max_c, int min_clusters) {
+    int dev = 0, major = 0;
+    Q3_CUDA_CHECK(cudaGetDevice(&dev));
+    Q3_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+    if (major < 9) return 0;
+    if (max_c > 8)
+        Q3_CUDA_CHECK(cudaFuncSetAttribute(reinterpret_cast<const void*>(kernel),
+                                           cudaFuncAttributeNonPortableClusterSizeAllowed, 1));
+    for (int c = max_c; c >= 1; c >>= 1) {
+        cudaLaunchConfig_t cfg = {};
+        cfg.gridDim = dim3((unsigned)c);
+        cfg.blockDim = dim3(kDecThreads);
+        cfg.dynamicSmemBytes = smem;
+        cudaLaunchAttribute attr[1];
+        attr[0].id = cudaLaunchAttributeClusterDimension;
+        attr[0].val.clusterDim.x = (unsigned)c;
+        attr[0].val.clusterDim.y = 1;
+        attr[0].val.clusterDim.z = 1;
+        cfg.attrs = attr;
+        cfg.numAttrs = 1;
+        int n = 0;
+        if (cudaOccupancyMaxActiveClusters(&n, reinterpret_cast<const void*>(kernel), &cfg) != cudaSuccess) {
+            cudaGetLastError();
+            continue;
+        }
+        if (n >= min_clusters) return c;
+    }
+    return 0;
 }
 
 }  // namespace qwen3moe::cuda

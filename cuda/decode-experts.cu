@@ -4,7 +4,8 @@
 //    W lanes (one thread per 256-value block, decode-common.cuh) computes one gate and one up
 //    row (the matvec rule on the ffn_norm Q8K blocks) and SwiGLU canon_silu(g) * u — the values
 //    of matvec + matvec + swiglu; the last block to finish a 256-row chunk of a slot (atomic
-//    counter) quantises that chunk to Q8K (quantize_q8k's bits) for the down projection.
+//    counter; on sm_90 the first block of the chunk's thread-block cluster) quantises that
+//    chunk to Q8K (quantize_q8k's bits) for the down projection.
 //  * dec_down: the router is complete when this kernel starts (dec_gate_up lets it launch only
 //    after its own wait), so the expert ids are read and the block's rows of the k down
 //    matrices copied into shared memory before waiting for dec_gate_up; then the segments
@@ -18,6 +19,8 @@
 #include <stdexcept>
 #include <string>
 
+#include <cooperative_groups.h>
+
 #include "cuda/decode-common.cuh"
 #include "cuda/decode-ops.h"
 #include "runtime/errors.h"
@@ -27,6 +30,11 @@ namespace qwen3moe::cuda {
 namespace {
 constexpr int kMaxSlots = 64;
 
+// kCluster: the 256 / R blocks of each 256-row chunk form one thread-block cluster (sm_90):
+// each block stores its SwiGLU values into the cluster's first block's shared chunk (distributed
+// shared memory), one cluster barrier (release / acquire at cluster scope) publishes them, and
+// that block quantises the chunk — no fence, counter or reload through global memory.
+template <bool kCluster>
 __global__ void __launch_bounds__(kDecThreads) dec_gate_up_kernel(DecGateUpArgs p, int64_t g_smem) {
     extern __shared__ __align__(16) unsigned char smem[];
     const int64_t nb = p.n / QK_K;
@@ -55,6 +63,26 @@ __global__ void __launch_bounds__(kDecThreads) dec_gate_up_kernel(DecGateUpArgs 
     }
     float gv = seg_row_value(gc, j, nb, W), uv = seg_row_value(uc, j, nb, W);
     if (!valid) gv = uv = __int_as_float(0x7fc00000);
+    __shared__ __align__(16) float chunk_sh[QK_K];
+    const int64_t c = i0 / QK_K, nbf = p.n_ff / QK_K;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    if constexpr (kCluster) {
+        namespace cg = cooperative_groups;
+        cg::cluster_group cluster = cg::this_cluster();
+        if (j == 0) {
+            const int64_t o = (int64_t)r * p.n_ff + i0 + seg;
+            const float sw = canon_silu(gv) * uv;
+            p.gate_out[o] = gv;
+            p.up_out[o] = uv;
+            p.swiglu_out[o] = sw;
+            cluster.map_shared_rank(chunk_sh, 0)[i0 % QK_K + seg] = sw;
+        }
+        cluster.sync();
+        if (cluster.block_rank() != 0) return;
+        if (warp == 0) warp_quantize_q8k_block(chunk_sh, p.swiglu_q8 + (int64_t)r * nbf + c);
+        return;
+    }
+#endif
     if (j == 0) {
         const int64_t o = (int64_t)r * p.n_ff + i0 + seg;
         p.gate_out[o] = gv;
@@ -63,8 +91,6 @@ __global__ void __launch_bounds__(kDecThreads) dec_gate_up_kernel(DecGateUpArgs 
     }
     // The last block of this 256-row chunk quantises it (the down projection's input).
     __shared__ bool last_sh;
-    __shared__ __align__(16) float chunk_sh[QK_K];
-    const int64_t c = i0 / QK_K, nbf = p.n_ff / QK_K;
     const unsigned per_chunk = QK_K / R;
     __threadfence();
     __syncthreads();
@@ -163,8 +189,16 @@ void dec_gate_up(const DecGateUpArgs& p, void* stream, bool pdl) {
     const int64_t R = kDecThreads / dec_seg_width(p.n / QK_K);
     const int64_t g_smem = stage_bytes(R * q8k_row_bytes(p.gate_type, p.n));
     const size_t smem = (size_t)(g_smem + stage_bytes(R * q8k_row_bytes(p.up_type, p.n)));
-    dec_set_smem(dec_gate_up_kernel, smem, "dec_gate_up");
-    launch_dec(dec_gate_up_kernel, dim3((unsigned)(p.n_ff / R), (unsigned)p.k), smem, stream, pdl, p, g_smem);
+    const dim3 grid((unsigned)(p.n_ff / R), (unsigned)p.k);
+    const int per_chunk = (int)(QK_K / R);  // blocks of one 256-row chunk
+    dec_set_smem(dec_gate_up_kernel<true>, smem, "dec_gate_up");
+    if (dec_clusters_enabled() && per_chunk <= 16 &&
+        dec_cluster_size(dec_gate_up_kernel<true>, smem, per_chunk, 1) == per_chunk) {
+        launch_dec_cluster(dec_gate_up_kernel<true>, grid, per_chunk, smem, stream, pdl, p, g_smem);
+        return;
+    }
+    dec_set_smem(dec_gate_up_kernel<false>, smem, "dec_gate_up");
+    launch_dec(dec_gate_up_kernel<false>, grid, smem, stream, pdl, p, g_smem);
 }
 
 void dec_down(const DecDownArgs& p, void* stream, bool pdl) {

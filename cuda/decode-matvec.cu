@@ -1,7 +1,7 @@
 // decode-matvec.cu — the decode step's dense matvecs with their neighbours fused in:
 //  * dec_norm_matvec: RMSNorm + Q8K quantisation of the input row (computed by every block in
-//    shared memory, or made already by the previous layer's dec_down) and the rows of up to
-//    three matrices (q, k, v) in one grid;
+//    shared memory from the norm weight staged there, or made already by the previous layer's
+//    dec_down) and the rows of up to three matrices (q, k, v) in one grid;
 //  * dec_matvec_add: Q8K quantisation of the input (every block, unless the attention already
 //    made the Q8K blocks), the matvec and, when asked, the residual add (attn_output projection
 //    + ffn_inp; without a residual it is the LM head's plain matvec).
@@ -73,15 +73,23 @@ __global__ void __launch_bounds__(kDecThreads) dec_norm_matvec_kernel(DecNormMat
     const int64_t nb = p.n / QK_K;
     const int R = kDecThreads / dec_seg_width(nb);
     const int64_t g0 = (int64_t)blockIdx.x * R;
+    // Without Q8K input the norm is computed here: its weight is staged too, in a group of its own
+    // ahead of the rows' (block_rms_norm_q8k waits for it alone).
+    const float* wn = nullptr;
+    if (!p.in_q8) {
+        wn = reinterpret_cast<const float*>(stage_async(smem + w_smem, p.norm_w, p.n * (int64_t)sizeof(float)));
+        stage_commit();
+    }
     StagedRows s;
     stage_rows(p.mat, p.n_mat, p.n, g0, g0 + R, smem, s);
     pdl_wait();
     pdl_launch_next();
     const block_q8k* a = p.in_q8;
-    float* y_sh = reinterpret_cast<float*>(smem + w_smem);
-    block_q8k* q_sh = reinterpret_cast<block_q8k*>(smem + w_smem + p.n * sizeof(float));
+    const int64_t wn_smem = stage_bytes(p.n * (int64_t)sizeof(float));
+    float* y_sh = reinterpret_cast<float*>(smem + w_smem + wn_smem);
+    block_q8k* q_sh = reinterpret_cast<block_q8k*>(smem + w_smem + wn_smem + p.n * sizeof(float));
     if (!a) {
-        block_rms_norm_q8k(p.x, p.norm_w, p.n, p.eps, y_sh, q_sh);
+        block_rms_norm_q8k<false, 1>(p.x, wn, p.n, p.eps, y_sh, q_sh);
         a = q_sh;
         if (blockIdx.x == 0) {
             if (p.norm_out)
@@ -154,7 +162,10 @@ void dec_norm_matvec(const DecNormMatvecArgs& p, void* stream, bool pdl) {
     }
     // The block's R rows lie in at most n_mat ranges, each staged with < 32 bytes of slack.
     const int64_t w_smem = (R * max_rb + 32 * p.n_mat + 15) & ~int64_t(15);
-    const size_t smem = (size_t)w_smem + (p.in_q8 ? 0 : (size_t)p.n * sizeof(float) + (size_t)(p.n / QK_K) * sizeof(block_q8k));
+    // Without Q8K input: the staged norm weight, y and its Q8K blocks.
+    const size_t norm_smem = (size_t)stage_bytes(p.n * (int64_t)sizeof(float)) + (size_t)p.n * sizeof(float) +
+                             (size_t)(p.n / QK_K) * sizeof(block_q8k);
+    const size_t smem = (size_t)w_smem + (p.in_q8 ? 0 : norm_smem);
     dec_set_smem(dec_norm_matvec_kernel, smem, "dec_norm_matvec");
     launch_dec(dec_norm_matvec_kernel, dim3(ceil_div_u(rows, R)), smem, stream, pdl, p, w_smem);
 }

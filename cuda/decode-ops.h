@@ -59,9 +59,11 @@ void dec_matvec_add(const DecMatvecAddArgs& args, void* stream, bool pdl);
 // Decode attention of one token at position pos[0] over cache positions 0..pos, with the head
 // norms and RoPE folded in: q_normed / q_rope and k_normed / k_rope (norm_rope's values), K (roped)
 // and V appended to the cache at pos (kv_store's values), then split-K over key tiles with a
-// grid fixed at capture (n_split blocks per KV head loop over the work the position needs). Two
-// launches: scores + run maxima; then tile sums and, in the last block of each KV head (atomic
-// counter), the ascending-tile combine. Same values as norm_rope + kv_store + `attention`.
+// grid fixed at capture. With `cluster` > 0 (sm_90): one launch, a thread-block cluster per KV
+// head whose barriers separate the scores, the tile sums and the ascending-tile combine.
+// Otherwise two launches (n_split blocks per KV head loop over the work the position needs):
+// scores + run maxima; then tile sums and, in the last block of each KV head (atomic counter),
+// the combine. Same values as norm_rope + kv_store + `attention` either way.
 struct DecAttnArgs {
     const float* q = nullptr;         // [n_head * hd] q before the head norm
     const float* k = nullptr;         // [n_head_kv * hd] k before the head norm
@@ -86,10 +88,15 @@ struct DecAttnArgs {
                                       // (n_head / n_head_kv) * hd % 256 == 0)
     float* scratch = nullptr;         // dec_attention_scratch_floats(...) floats
     unsigned* counters = nullptr;     // [n_head_kv], zero before the first launch (left zero)
-    int n_split = 1;                  // blocks per KV head
+    int n_split = 1;                  // blocks per KV head (the two-launch path)
+    int cluster = 0;                  // > 0: one launch, a cluster of this many blocks per KV head
+                                      // (sm_90; from dec_attention_cluster_size); 0: two launches
 };
 size_t dec_attention_scratch_floats(int n_head, int hd, int64_t n_ctx);
 void dec_attention(const DecAttnArgs& args, void* stream, bool pdl);
+// Blocks per cluster for the one-launch attention on the current device (a power of two <= 16
+// with n_head_kv clusters resident at once), or 0 when it cannot run there (no clusters).
+int dec_attention_cluster_size(int hd, int n_head_kv, bool cache_f16);
 
 // Router of one token: y = RMSNorm(x) * norm_w (block 0 stores y and its Q8K blocks for the
 // experts), logits = W_router y (the matvec rule for the router's type), then in the last block

@@ -3,7 +3,8 @@
 # the device, then run the requested steps, writing logs and JSON under $OUT.
 #   steps: build  cudatests  fusedtests  synthbg  waitsynth  benchtg  profdec  synth30b  parity30b  bench30b  cpubench30b  profile  vram32k
 #          sanitize (compute-sanitizer)  reliab
-# Carried wheels for packages missing there (gguf) are expected in .whl/.
+# Carried wheels for packages missing there (gguf) are expected in .whl/. CUDA_FLAGS (e.g.
+# -lineinfo, for Nsight Compute's source view) is added to the CUDA compile flags.
 set -uo pipefail
 export PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
@@ -21,7 +22,8 @@ for step in $steps; do
       nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT/gpu.txt"
       nproc
       python3 -m pip install -q --no-build-isolation --no-deps \
-        -Ccmake.define.CMAKE_CUDA_ARCHITECTURES=90 -Ccmake.define.QWEN3MOE_WERROR=OFF -Cbuild-dir=build/device . 2>&1 | tail -30 \
+        -Ccmake.define.CMAKE_CUDA_ARCHITECTURES=90 -Ccmake.define.QWEN3MOE_WERROR=OFF -Cbuild-dir=build/device \
+        ${CUDA_FLAGS:+"-Ccmake.define.CMAKE_CUDA_FLAGS=$CUDA_FLAGS"} . 2>&1 | tail -30 \
         || { echo "build failed"; exit 1; }
       python3 -c "import qwen3moe; print('cuda_available', qwen3moe.cuda_available())"
       ;;

@@ -424,7 +424,7 @@ def _assert_fresh_fused_decode(path: str, seed: int, prompt_len: int, n_steps: i
 
 
 @pytest.mark.parametrize("switches", [{"QWEN3MOE_CUDA_DEC_NEXT_NORM": "1"}, {"QWEN3MOE_CUDA_DEC_ATTN_Q8": "0"},
-                                      {"QWEN3MOE_CUDA_PDL": "0"}])
+                                      {"QWEN3MOE_CUDA_PDL": "0"}, {"QWEN3MOE_CUDA_DEC_CLUSTER": "0"}])
 def test_fused_decode_variants(model_paths, monkeypatch, switches):
     # The fused step's A/B variants (bench/decode_ab.sh) compute the same values as the default.
     for k, v in switches.items():
@@ -432,12 +432,22 @@ def test_fused_decode_variants(model_paths, monkeypatch, switches):
     _assert_fresh_fused_decode(model_paths("wide-Q4_K_M"), seed=91, prompt_len=120, n_steps=24)
 
 
-@pytest.mark.parametrize("split", ["1", "3", ""])
-def test_fused_decode_across_attention_tiles(model_paths, monkeypatch, split):
-    # Positions 250..330 cross key tiles 2 and 3; with 1 or 3 attention blocks per KV head each
-    # block loops over several tiles (the long-context case of the fixed-grid decode attention).
-    if split:
-        monkeypatch.setenv("QWEN3MOE_CUDA_DECODE_SPLIT", split)
+@pytest.mark.parametrize("attn", [{"QWEN3MOE_CUDA_DECODE_CLUSTER": "0", "QWEN3MOE_CUDA_DECODE_SPLIT": "1"},
+                                  {"QWEN3MOE_CUDA_DECODE_CLUSTER": "0", "QWEN3MOE_CUDA_DECODE_SPLIT": "3"},
+                                  {"QWEN3MOE_CUDA_DECODE_CLUSTER": "0"},
+                                  {"QWEN3MOE_CUDA_DECODE_CLUSTER": "1"}, {"QWEN3MOE_CUDA_DECODE_CLUSTER": "3"},
+                                  {"QWEN3MOE_CUDA_DECODE_CLUSTER": "16"},
+                                  {"QWEN3MOE_CUDA_DECODE_CLUSTER_MAX_POS": "300"}, {}],
+                         ids=["2launch-split1", "2launch-split3", "2launch", "cluster1", "cluster3", "cluster16",
+                              "switch-at-300", "default"])
+def test_fused_decode_across_attention_tiles(model_paths, monkeypatch, attn):
+    # Positions 250..330 cross key tiles 2 and 3. The two-launch attention with 1 or 3 blocks per
+    # KV head loops each block over several tiles (the long-context case of the fixed grid); the
+    # one-launch cluster attention with 1, 3 or 16 blocks per cluster deals the 32-key runs and
+    # the tiles out round robin (1: one block does everything; 3: uneven shares); switch-at-300
+    # moves from the cluster graph to the two-launch one mid-run (the long-context choice).
+    for k, v in attn.items():
+        monkeypatch.setenv(k, v)
     _assert_fresh_fused_decode(model_paths("wide-Q4_K_M"), seed=81, prompt_len=250, n_steps=80)
 
 
