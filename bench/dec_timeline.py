@@ -78,21 +78,26 @@ def main() -> None:
             r["marg"].append(end - prev_end)
             prev_end = max(prev_end, end)
     med = statistics.median
-    def wall(mode: str) -> float:  # host wall time per step, outside the profiler
+    def wall(mode: str, sync: bool = False) -> float:  # host wall time per step, outside the profiler
         m.reset()
         m.forward(toks[: max(depth, 1)], logits="none")
         qwen3moe._core.cuda_synchronize()
         t0 = time.perf_counter()
         for t in toks[:n_steps]:
             m.decode(t, logits=mode)
+            if sync:
+                qwen3moe._core.cuda_synchronize()
         qwen3moe._core.cuda_synchronize()
         return (time.perf_counter() - t0) / n_steps * 1e6
 
-    wall_last, wall_none = wall("last"), wall("none")
+    # "none" lets the host queue steps ahead (pure GPU time); "none" + a sync per step exposes
+    # the launch latency; "last" adds the LM head and the logits copy.
+    wall_last, wall_none, wall_sync = wall("last"), wall("none"), wall("none", True)
     res = {"depth": depth, "steps": len(steps), "span_us": med(spans), "wall_us_per_step": wall_last,
-           "wall_us_per_step_no_logits": wall_none, "decode_path": m.decode_path, "kernels": {}}
+           "wall_us_per_step_no_logits": wall_none, "wall_us_per_step_no_logits_synced": wall_sync,
+           "decode_path": m.decode_path, "kernels": {}}
     print(f"depth {depth}: {len(steps)} steps, span median {med(spans):.1f} us, wall {wall_last:.1f} us/step "
-          f"(no logits: {wall_none:.1f}); {m.decode_path}")
+          f"(no logits: {wall_none:.1f}, synced: {wall_sync:.1f}); {m.decode_path}")
     print(f"{'kernel':34s} {'n/step':>6s} {'dur':>7s} {'gap':>7s} {'marg':>7s} {'marg/step':>9s}")
     for k, r in sorted(rows.items(), key=lambda kv: kv[1]["first"]):
         n = len(r["dur"]) / max(1, len(steps))

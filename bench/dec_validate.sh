@@ -7,11 +7,17 @@ M30=/tmp/coder30b.gguf
 bash scripts/device-cuda.sh build synthbg > "$OUT/setup.log" 2>&1 || { tail -30 "$OUT/setup.log"; exit 1; }
 CUDATESTS_TIMEOUT=${CUDATESTS_TIMEOUT:-300} bash scripts/device-cuda.sh cudatests 2>&1 | tail -8
 bash scripts/device-cuda.sh waitsynth > /dev/null 2>&1 || { echo "no 30B file"; exit 1; }
-for d in 0 4096; do
-  python3 bench/dec_timeline.py $M30 $d 16 --json "$OUT/tl-d$d.json" 2>&1 | grep -v "weights ->\|warn" | tail -10
+tl() { python3 bench/dec_timeline.py $M30 "$1" 16 --json "$OUT/tl-$2.json" 2>&1 | grep -v "weights ->\|warn" | tail -10; }
+for d in ${TL_DEPTHS:-0 4096}; do tl $d d$d; done
+for ab in ${TL_AB:-}; do  # A/B switches (VAR=VALUE) of the timeline at depth 0
+  echo "== A/B: $ab"
+  (export "$ab"; tl 0 "d0-${ab//[^A-Za-z0-9]/_}")
 done
-TG_DEPTHS=0,4096 bash scripts/device-cuda.sh benchtg 2>&1 | grep -v "weights ->" | tail -3
-[ -n "${PP:-}" ] && bash scripts/device-cuda.sh bench30b 2>&1 | grep -v "weights ->" | tail -6
+if [ -n "${PP:-}" ]; then  # the whole table: pp512 and tg128 at depth 0 and 4096, 5 samples
+  bash scripts/device-cuda.sh bench30b 2>&1 | grep -v "weights ->" | tail -6
+else
+  TG_DEPTHS=0,4096 bash scripts/device-cuda.sh benchtg 2>&1 | grep -v "weights ->" | tail -3
+fi
 # Nsight Compute on one layer's kernels named in NCU_K (a regex), with the source view (stall
 # samples per source line; the build needs CUDA_FLAGS=-lineinfo).
 if [ -n "${NCU_K:-}" ] && command -v ncu > /dev/null; then

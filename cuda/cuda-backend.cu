@@ -172,13 +172,18 @@ private:
     MatvecArgs args_for(const DevWeight& d, int n_tok, float* out) const;
     // The fused decode step (decode-ops.h) as a CUDA graph, one per "with logits" flag.
     std::string decode_unsupported(const Weights& w) const;  // "" when the fused step applies
-    // The step's launches on stream_; long_ctx: the two-launch attention instead of the cluster one.
-    void enqueue_decode(const Weights& w, bool with_logits, bool long_ctx);
+    // The step's launches of layers [l0, l1) on stream_ (the embedding when l0 == 0, the LM head
+    // when l1 == n_layer and with_logits); long_ctx: the two-launch attention, not the cluster one.
+    void enqueue_decode(const Weights& w, bool with_logits, bool long_ctx, int l0, int l1);
     void build_decode_graph(const Weights& w, bool with_logits, bool long_ctx);
+    // The step as consecutive graphs (segments of layers): while the GPU runs one, the host
+    // launches the next, so only the first, short graph's launch cost is exposed each step.
     struct DecodeGraph {
-        cudaGraphExec_t exec = nullptr;  // instantiated graph, or nullptr
-        const void* act0 = nullptr;      // bufs_.act[0] when captured (buffers reallocated -> rebuild)
+        std::vector<cudaGraphExec_t> execs;  // instantiated segments in order (empty: not built)
+        const void* act0 = nullptr;          // bufs_.act[0] when captured (buffers reallocated -> rebuild)
     };
+    void destroy_decode_graph(DecodeGraph& g);
+    std::vector<int> dec_segments_;   // layer bounds of the segments: 0 = b_0 < b_1 < ... = n_layer
 
     HParams hp_;                  // model hyperparameters
     ActMode mode_;                // q8 or f32 activations
@@ -340,8 +345,7 @@ CudaBackend::CudaBackend(const HParams& hp, ActMode mode, int n_ctx, const RopeT
 CudaBackend::~CudaBackend() {
     if (cudaSetDevice(device_) != cudaSuccess) cudaGetLastError();
     for (auto& gl : dec_graph_)
-        for (DecodeGraph& g : gl)
-        if (g.exec && cudaGraphExecDestroy(g.exec) != cudaSuccess) cudaGetLastError();
+        for (DecodeGraph& g : gl) destroy_decode_graph(g);
     for (cudaEvent_t& e : timer_ev_)
         if (e && cudaEventDestroy(e) != cudaSuccess) cudaGetLastError();
     if (stream_) {
@@ -679,15 +683,17 @@ std::string CudaBackend::decode_unsupported(const Weights& w) const {
     return "";
 }
 
-void CudaBackend::enqueue_decode(const Weights& w, bool with_logits, bool long_ctx) {
+void CudaBackend::enqueue_decode(const Weights& w, bool with_logits, bool long_ctx, int l0, int l1) {
     const int64_t E = hp_.n_embd, F = hp_.n_ff_exp;
     const int K = hp_.n_expert_used;
     const int32_t* in = dec_in_.as<int32_t>();  // [token, position]
     const int32_t* pos = in + 1;
     const bool pdl = dec_pdl_;
     const bool f16 = mode_ == ActMode::q8;
-    const DevWeight& te = weight(w.token_embd);
-    cuda::embed(te.type, te.buf.get(), te.ne[1], te.ne[0], in, 1, buf(Act::x), stream_);
+    if (l0 == 0) {
+        const DevWeight& te = weight(w.token_embd);
+        cuda::embed(te.type, te.buf.get(), te.ne[1], te.ne[0], in, 1, buf(Act::x), stream_);
+    }
     auto mat = [&](const Tensor& t, Act out) {
         const DevWeight& d = weight(t);
         DecMatrix m;
@@ -700,7 +706,7 @@ void CudaBackend::enqueue_decode(const Weights& w, bool with_logits, bool long_c
     block_q8k* norm_q8 = bufs_.q8[(int)Act::norm].as<block_q8k>();
     const float* rope_cos = rope_.as<float>();
     const float* rope_sin = rope_cos + (size_t)n_ctx_ * (hp_.head_dim / 2);
-    for (int il = 0; il < hp_.n_layer; ++il) {
+    for (int il = l0; il < l1; ++il) {
         const LayerWeights& L = w.layers[il];
         DecNormMatvecArgs a;
         a.x = buf(Act::x);
@@ -714,7 +720,7 @@ void CudaBackend::enqueue_decode(const Weights& w, bool with_logits, bool long_c
         a.norm_out = buf(Act::norm);
         a.norm_q8 = norm_q8;
         if (il > 0 && dec_next_norm_) a.in_q8 = norm_q8;  // made by the previous layer's dec_down
-        dec_norm_matvec(a, stream_, pdl);
+        dec_norm_matvec(a, stream_, pdl && il > l0);  // a segment's first kernel follows a whole graph
 
         DecAttnArgs at;
         at.q = buf(Act::q);
@@ -819,7 +825,7 @@ void CudaBackend::enqueue_decode(const Weights& w, bool with_logits, bool long_c
         dd.counter = dec_counters_.as<unsigned>() + hp_.n_head_kv + 1;
         dec_down(dd, stream_, pdl);
     }
-    if (!with_logits) return;
+    if (!with_logits || l1 < hp_.n_layer) return;
     // LM head on the final norm's Q8K blocks (made by the last dec_down, or here); plain launches.
     if (!dec_next_norm_)
         rms_norm_q8k(buf(Act::x), norm(w.output_norm), buf(Act::norm), norm_q8, 1, E, hp_.rms_eps, stream_);
@@ -843,30 +849,39 @@ void CudaBackend::enqueue_decode(const Weights& w, bool with_logits, bool long_c
         matvec_f32act(p, buf(Act::norm), stream_);
 }
 
+void CudaBackend::destroy_decode_graph(DecodeGraph& g) {
+    for (cudaGraphExec_t e : g.execs)
+        if (e && cudaGraphExecDestroy(e) != cudaSuccess) cudaGetLastError();
+    g.execs.clear();
+}
+
 void CudaBackend::build_decode_graph(const Weights& w, bool with_logits, bool long_ctx) {
     DecodeGraph& dg = dec_graph_[with_logits][long_ctx];
-    if (dg.exec) {
-        cudaGraphExecDestroy(dg.exec);
-        dg.exec = nullptr;
-    }
+    destroy_decode_graph(dg);
     cudaStream_t s = to_stream(stream_);
-    Q3_CUDA_CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
     try {
-        enqueue_decode(w, with_logits, long_ctx);
+        for (size_t i = 0; i + 1 < dec_segments_.size(); ++i) {
+            Q3_CUDA_CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
+            try {
+                enqueue_decode(w, with_logits, long_ctx, dec_segments_[i], dec_segments_[i + 1]);
+            } catch (...) {
+                cudaGraph_t g = nullptr;
+                cudaStreamEndCapture(s, &g);
+                if (g) cudaGraphDestroy(g);
+                cudaGetLastError();
+                throw;
+            }
+            cudaGraph_t g = nullptr;
+            Q3_CUDA_CHECK(cudaStreamEndCapture(s, &g));
+            cudaGraphExec_t exec = nullptr;
+            const cudaError_t err = cudaGraphInstantiate(&exec, g, 0);
+            cudaGraphDestroy(g);
+            Q3_CUDA_CHECK(err);
+            dg.execs.push_back(exec);
+        }
     } catch (...) {
-        cudaGraph_t g = nullptr;
-        cudaStreamEndCapture(s, &g);
-        if (g) cudaGraphDestroy(g);
-        cudaGetLastError();
+        destroy_decode_graph(dg);
         throw;
-    }
-    cudaGraph_t g = nullptr;
-    Q3_CUDA_CHECK(cudaStreamEndCapture(s, &g));
-    const cudaError_t err = cudaGraphInstantiate(&dg.exec, g, 0);
-    cudaGraphDestroy(g);
-    if (err != cudaSuccess) {
-        dg.exec = nullptr;
-        Q3_CUDA_CHECK(err);
     }
     dg.act0 = bufs_.act[0].get();
 }
@@ -912,6 +927,14 @@ bool CudaBackend::decode_step(const Weights& w, int32_t token, int pos, float* l
             const int v = std::atoi(e);
             if (v >= 0 && v <= 16) dec_cluster_ = v;
         }
+        // The step's graphs: layer 0 alone, layers 1..7, the rest (each launched while the
+        // previous one runs); QWEN3MOE_CUDA_DEC_SEGMENTS=1 makes it one graph.
+        dec_segments_ = {0};
+        const char* sg = std::getenv("QWEN3MOE_CUDA_DEC_SEGMENTS");
+        if (!(sg && std::string(sg) == "1"))
+            for (int b : {1, 8})
+                if (b < hp_.n_layer) dec_segments_.push_back(b);
+        dec_segments_.push_back(hp_.n_layer);
         // Crossover of the two attentions, from the two measured points (linear in pos): ~1470.
         dec_cluster_max_pos_ = 1536;
         if (const char* e = std::getenv("QWEN3MOE_CUDA_DECODE_CLUSTER_MAX_POS")) dec_cluster_max_pos_ = std::atoi(e);
@@ -925,7 +948,7 @@ bool CudaBackend::decode_step(const Weights& w, int32_t token, int pos, float* l
     // near position 64, 62.6 vs 47.8 near 4160; bench/NOTES.md), so the step has two graphs.
     const bool long_ctx = dec_cluster_ > 0 && pos >= dec_cluster_max_pos_;
     DecodeGraph& dg = dec_graph_[want][long_ctx];
-    if (!dg.exec || dg.act0 != bufs_.act[0].get()) {
+    if (dg.execs.empty() || dg.act0 != bufs_.act[0].get()) {
         try {
             build_decode_graph(w, want, long_ctx);
         } catch (const OutOfMemory&) {
@@ -938,7 +961,7 @@ bool CudaBackend::decode_step(const Weights& w, int32_t token, int pos, float* l
     }
     const int32_t in[2] = {token, pos};
     memcpy_h2d(dec_in_.get(), in, sizeof(in), stream_);
-    Q3_CUDA_CHECK(cudaGraphLaunch(dg.exec, to_stream(stream_)));
+    for (cudaGraphExec_t e : dg.execs) Q3_CUDA_CHECK(cudaGraphLaunch(e, to_stream(stream_)));
     T_ = 1;
     pos0_ = pos;
     for (bool& v : q8_valid_) v = false;  // the step rewrote the activation buffers

@@ -424,7 +424,8 @@ def _assert_fresh_fused_decode(path: str, seed: int, prompt_len: int, n_steps: i
 
 
 @pytest.mark.parametrize("switches", [{"QWEN3MOE_CUDA_DEC_NEXT_NORM": "1"}, {"QWEN3MOE_CUDA_DEC_ATTN_Q8": "0"},
-                                      {"QWEN3MOE_CUDA_PDL": "0"}, {"QWEN3MOE_CUDA_DEC_CLUSTER": "0"}])
+                                      {"QWEN3MOE_CUDA_PDL": "0"}, {"QWEN3MOE_CUDA_DEC_CLUSTER": "0"},
+                                      {"QWEN3MOE_CUDA_DEC_SEGMENTS": "1"}])
 def test_fused_decode_variants(model_paths, monkeypatch, switches):
     # The fused step's A/B variants (bench/decode_ab.sh) compute the same values as the default.
     for k, v in switches.items():
