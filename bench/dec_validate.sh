@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One device call to validate and measure a decode change: build, the whole CUDA test suite,
-# the decode timeline at depth 0 and 4096, tg128 at both depths, then pp512 (bench30b).
+# the decode timeline (TL_DEPTHS, default "0 4096"; TL_AB: VAR=VALUE switches at depth 0), the
+# phase trace (TRACE_DEPTHS, TRACE_AB), then tg128 at depth 0 and 4096 (PP=1: the whole bench30b).
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 M30=/tmp/coder30b.gguf
@@ -12,6 +13,13 @@ for d in ${TL_DEPTHS:-0 4096}; do tl $d d$d; done
 for ab in ${TL_AB:-}; do  # A/B switches (VAR=VALUE) of the timeline at depth 0
   echo "== A/B: $ab"
   (export "$ab"; tl 0 "d0-${ab//[^A-Za-z0-9]/_}")
+done
+for d in ${TRACE_DEPTHS:-}; do  # the phases inside one layer's kernels (bench/dec_trace.py)
+  python3 bench/dec_trace.py $M30 $d 8 --json "$OUT/trace-d$d.json" 2>&1 | grep -v "weights ->" | tail -45
+done
+for ab in ${TRACE_AB:-}; do
+  echo "== trace A/B: $ab"
+  (export "$ab"; python3 bench/dec_trace.py $M30 0 8 --json "$OUT/trace-d0-${ab//[^A-Za-z0-9]/_}.json" 2>&1 | grep -v "weights ->" | tail -45)
 done
 if [ -n "${PP:-}" ]; then  # the whole table: pp512 and tg128 at depth 0 and 4096, 5 samples
   bash scripts/device-cuda.sh bench30b 2>&1 | grep -v "weights ->" | tail -6

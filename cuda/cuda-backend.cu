@@ -131,6 +131,7 @@ public:
     void timer_start() override;
     double timer_stop() override;
     std::string decode_path() const override;
+    std::vector<uint64_t> decode_trace() override;
     size_t kv_bytes() const override { return k_cache_.size() + v_cache_.size(); }
     size_t scratch_bytes() const override;
 
@@ -221,8 +222,9 @@ private:
                                       // router [1], down's next norm [1], SwiGLU chunks
                                       // [n_expert_used][n_ff_exp / 256]
     DeviceBuffer dec_logits_;         // [n_vocab] f32
+    DeviceBuffer dec_trace_;          // phase trace [kDecTraceKernels][kDecTraceSlot] (QWEN3MOE_CUDA_DEC_TRACE=1)
     PinnedHost dec_logits_host_;      // [n_vocab] f32: the step's logits come back through it
-                                      // (a pageable copy cost ~0.5 ms per step, bench/NOTES.md)
+                                      // (one DMA at full speed instead of a staged pageable copy)
     cudaEvent_t timer_ev_[2] = {nullptr, nullptr};  // benchmark timer: start, stop
 };
 
@@ -704,6 +706,10 @@ void CudaBackend::enqueue_decode(const Weights& w, bool with_logits, bool long_c
         return m;
     };
     block_q8k* norm_q8 = bufs_.q8[(int)Act::norm].as<block_q8k>();
+    // The phase trace's slot of each kernel of a layer (every layer overwrites the same slots).
+    auto trace = [&](int slot) -> unsigned long long* {
+        return dec_trace_.get() ? dec_trace_.as<unsigned long long>() + slot * kDecTraceSlot : nullptr;
+    };
     const float* rope_cos = rope_.as<float>();
     const float* rope_sin = rope_cos + (size_t)n_ctx_ * (hp_.head_dim / 2);
     for (int il = l0; il < l1; ++il) {
@@ -720,6 +726,7 @@ void CudaBackend::enqueue_decode(const Weights& w, bool with_logits, bool long_c
         a.norm_out = buf(Act::norm);
         a.norm_q8 = norm_q8;
         if (il > 0 && dec_next_norm_) a.in_q8 = norm_q8;  // made by the previous layer's dec_down
+        a.trace = trace(0);
         dec_norm_matvec(a, stream_, pdl && il > l0);  // a segment's first kernel follows a whole graph
 
         DecAttnArgs at;
@@ -751,6 +758,7 @@ void CudaBackend::enqueue_decode(const Weights& w, bool with_logits, bool long_c
         at.counters = dec_counters_.as<unsigned>();
         at.n_split = dec_split_;
         at.cluster = long_ctx ? 0 : dec_cluster_;
+        at.trace = trace(1);
         dec_attention(at, stream_, pdl);
 
         DecMatvecAddArgs o;
@@ -760,6 +768,7 @@ void CudaBackend::enqueue_decode(const Weights& w, bool with_logits, bool long_c
         o.mat = mat(L.attn_output, Act::attn_proj);
         o.residual = buf(Act::x);
         o.sum = buf(Act::ffn_inp);
+        o.trace = trace(2);
         dec_matvec_add(o, stream_, pdl);
 
         const DevWeight& rw = weight(L.ffn_gate_inp);
@@ -779,6 +788,7 @@ void CudaBackend::enqueue_decode(const Weights& w, bool with_logits, bool long_c
         ro.ids = bufs_.act[(int)Act::router_indices].as<int32_t>();
         ro.weights = buf(Act::router_weights);
         ro.counter = dec_counters_.as<unsigned>() + hp_.n_head_kv;
+        ro.trace = trace(3);
         dec_router(ro, stream_, pdl);
 
         const DevWeight& g = weight(L.ffn_gate_exps);
@@ -800,6 +810,7 @@ void CudaBackend::enqueue_decode(const Weights& w, bool with_logits, bool long_c
         gu.swiglu_out = buf(Act::expert_swiglu);
         gu.swiglu_q8 = bufs_.hidden_q8.as<block_q8k>();
         gu.counters = dec_counters_.as<unsigned>() + hp_.n_head_kv + 2;
+        gu.trace = trace(4);
         dec_gate_up(gu, stream_, pdl);
 
         DecDownArgs dd;
@@ -823,6 +834,7 @@ void CudaBackend::enqueue_decode(const Weights& w, bool with_logits, bool long_c
         dd.next_norm_out = buf(Act::norm);
         dd.next_norm_q8 = norm_q8;
         dd.counter = dec_counters_.as<unsigned>() + hp_.n_head_kv + 1;
+        dd.trace = trace(5);
         dec_down(dd, stream_, pdl);
     }
     if (!with_logits || l1 < hp_.n_layer) return;
@@ -937,6 +949,10 @@ bool CudaBackend::decode_step(const Weights& w, int32_t token, int pos, float* l
         dec_segments_.push_back(hp_.n_layer);
         // Crossover of the two attentions, from the two measured points (linear in pos): ~1470.
         dec_cluster_max_pos_ = 1536;
+        if (const char* e = std::getenv("QWEN3MOE_CUDA_DEC_TRACE"); e && std::string(e) == "1") {
+            dec_trace_ = DeviceBuffer((size_t)kDecTraceKernels * kDecTraceSlot * sizeof(unsigned long long));
+            memset_device(dec_trace_.get(), 0, dec_trace_.size(), stream_);
+        }
         if (const char* e = std::getenv("QWEN3MOE_CUDA_DECODE_CLUSTER_MAX_POS")) dec_cluster_max_pos_ = std::atoi(e);
         dec_state_ = 1;
     }
@@ -988,6 +1004,14 @@ double CudaBackend::timer_stop() {
     float ms = 0.0f;
     Q3_CUDA_CHECK(cudaEventElapsedTime(&ms, timer_ev_[0], timer_ev_[1]));
     return ms;
+}
+
+std::vector<uint64_t> CudaBackend::decode_trace() {
+    if (!dec_trace_.get()) return {};
+    use_device();
+    std::vector<uint64_t> t(dec_trace_.size() / sizeof(uint64_t));
+    memcpy_d2h(t.data(), dec_trace_.get(), dec_trace_.size(), stream_);
+    return t;
 }
 
 std::string CudaBackend::decode_path() const {

@@ -1,5 +1,7 @@
 // decode-attention.cu — attention of the decode step's single token, split-K over key tiles
-// with a grid that does not depend on the position (so the launch can live in a CUDA graph):
+// with a grid that does not depend on the position (so the launch can live in a CUDA graph).
+// On sm_90 one launch, dec_attn_cluster (below), runs a thread-block cluster per KV head; the
+// two-launch path here serves older GPUs and long contexts:
 // the grid is (n_split, n_head_kv); block (s, g) serves the G = n_head / n_head_kv query heads of
 // KV head g and takes the work items s, s + n_split, ... that the token's position needs.
 //
@@ -345,6 +347,7 @@ __global__ void __launch_bounds__(kDecThreads, 1) dec_attn_cluster(DecAttnArgs p
     const int64_t kv_row = (int64_t)p.n_head_kv * hd;
     const int64_t pos = p.pos[0];
     const int n_runs = (int)(pos / kKeys) + 1, n_t = (int)(pos / kAttnTile) + 1;
+    dec_mark(p.trace, 0);
     for (int r = rank; r < n_runs; r += C)
         prefetch_kv_rows<F16>(p.k_cache, kv_row, g, hd, (int64_t)r * kKeys, std::min<int64_t>((int64_t)(r + 1) * kKeys, pos));
     for (int t = rank; t < n_t; t += C)
@@ -352,6 +355,7 @@ __global__ void __launch_bounds__(kDecThreads, 1) dec_attn_cluster(DecAttnArgs p
                          std::min<int64_t>((int64_t)(t + 1) * kAttnTile, pos));
     pdl_wait();
     pdl_launch_next();
+    dec_mark(p.trace, 1);
     if (rank < n_runs && warp < G) {  // the group's q heads (rank 0 stores q_normed, q_rope)
         const int64_t qh = (int64_t)(g * G + warp) * hd;
         const bool store = rank == 0;
@@ -368,6 +372,7 @@ __global__ void __launch_bounds__(kDecThreads, 1) dec_attn_cluster(DecAttnArgs p
         for (int i = lane; i < hd; i += kWarp) cache_store(p.v_cache, p.cache_f16, pos * kv_row + kh + i, p.v[kh + i]);
     }
     const float kq_scale = canon_div(1.0f, canon_sqrt((float)hd));
+    dec_mark(p.trace, 2);
     const int ldk = hd + 1;  // lanes reading one column of the K run hit distinct banks
     float mloc = -__int_as_float(0x7f800000);
     for (int r = rank; r < n_runs; r += C) {
@@ -408,6 +413,7 @@ __global__ void __launch_bounds__(kDecThreads, 1) dec_attn_cluster(DecAttnArgs p
         const float mx = warp_max(mloc);  // exact in any order
         if (lane == 0) bm_sh[warp] = mx;
     }
+    dec_mark(p.trace, 3);
     cluster.sync();  // 1: every block's scores and maxima, and the rows at pos
     if (warp < G) {
         float mx = -__int_as_float(0x7f800000);
@@ -416,6 +422,7 @@ __global__ void __launch_bounds__(kDecThreads, 1) dec_attn_cluster(DecAttnArgs p
         const float s0 = __ldcg(L.scores + (int64_t)(g * G + warp) * p.n_ctx);
         if (lane == 0) m_sh[warp] = s0 != s0 ? s0 : mx;  // a NaN s_0 wins, as the CPU
     }
+    dec_mark(p.trace, 4);
     for (int t = rank; t < n_t; t += C) {
         const int64_t t0 = (int64_t)t * kAttnTile;
         const int len = (int)(pos + 1 - t0 < kAttnTile ? pos + 1 - t0 : kAttnTile);
@@ -450,7 +457,9 @@ __global__ void __launch_bounds__(kDecThreads, 1) dec_attn_cluster(DecAttnArgs p
             }
         }
     }
+    dec_mark(p.trace, 5);
     cluster.sync();  // 2: every tile's partials (and no block exits while its maxima are read)
+    dec_mark(p.trace, 6);
     const int n_out = G * hd, n_chunks = (n_out + QK_K - 1) / QK_K;
     constexpr int kBatch = 8;  // loads issued together, then added in ascending order
     for (int qc = rank; qc < n_chunks; qc += C) {
@@ -484,6 +493,7 @@ __global__ void __launch_bounds__(kDecThreads, 1) dec_attn_cluster(DecAttnArgs p
             __syncthreads();
         }
     }
+    dec_mark(p.trace, 7);
 #endif
 }
 }  // namespace

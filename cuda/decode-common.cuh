@@ -91,6 +91,17 @@ __device__ __forceinline__ void cluster_store_shared(float* dst, unsigned rank, 
 #endif
 }
 
+// Phase mark m of the trace (decode-ops.h), by thread 0 of the block; a no-op without a trace.
+__device__ __forceinline__ void dec_mark(unsigned long long* trace, int m) {
+    if (!trace || threadIdx.x != 0) return;
+    const unsigned b = blockIdx.y * gridDim.x + blockIdx.x;
+    if (b >= (unsigned)kDecTraceBlocks) return;
+    unsigned long long t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    trace[(b * kDecTraceMarks + m) * 2] = t;
+    trace[(b * kDecTraceMarks + m) * 2 + 1] = (unsigned long long)clock64();
+}
+
 // Prefetch bytes [p, p + n) of global memory into L2 (a hint; called by the whole block).
 // sm_90: one bulk prefetch of the 16-byte aligned range inside [p, p + n); older GPUs: one
 // prefetch per 128-byte line.

@@ -19,8 +19,6 @@
 #include <stdexcept>
 #include <string>
 
-#include <cooperative_groups.h>
-
 #include "cuda/decode-common.cuh"
 #include "cuda/decode-ops.h"
 #include "runtime/errors.h"
@@ -30,10 +28,11 @@ namespace qwen3moe::cuda {
 namespace {
 constexpr int kMaxSlots = 64;
 
-// kCluster: the 256 / R blocks of each 256-row chunk form one thread-block cluster (sm_90):
-// each block stores its SwiGLU values into the cluster's first block's shared chunk (distributed
-// shared memory), one cluster barrier (release / acquire at cluster scope) publishes them, and
-// that block quantises the chunk — no fence, counter or reload through global memory.
+// kCluster: the 256 / R blocks of each 256-row chunk form one thread-block cluster (sm_90).
+// Once the cluster barrier's first phase shows every block running, each block stores its
+// SwiGLU values into the first block's shared chunk (distributed shared memory); the second
+// phase (release / acquire at cluster scope) publishes them and that block quantises the
+// chunk — no fence, counter or reload through global memory.
 template <bool kCluster>
 __global__ void __launch_bounds__(kDecThreads) dec_gate_up_kernel(DecGateUpArgs p, int64_t g_smem) {
     extern __shared__ __align__(16) unsigned char smem[];
@@ -42,8 +41,13 @@ __global__ void __launch_bounds__(kDecThreads) dec_gate_up_kernel(DecGateUpArgs 
     const int warp = threadIdx.x >> 5, j = threadIdx.x & (W - 1);
     const int r = blockIdx.y;
     const int64_t i0 = (int64_t)blockIdx.x * R;  // R divides 256 and 256 divides n_ff
+    // The cluster barrier's first phase: once it has completed every block of the cluster runs,
+    // so the first block's shared memory may be written.
+    dec_mark(p.trace, 0);
+    if constexpr (kCluster) cluster_arrive_relaxed();
     pdl_wait();
     pdl_launch_next();  // after the wait: the next kernel may read the router's ids at once
+    dec_mark(p.trace, 1);
     const int64_t e = p.ids[r];
     const bool valid = e >= 0 && e < p.n_mat;
     const int64_t gb = q8k_row_bytes(p.gate_type, p.n), ub = q8k_row_bytes(p.up_type, p.n);
@@ -55,6 +59,7 @@ __global__ void __launch_bounds__(kDecThreads) dec_gate_up_kernel(DecGateUpArgs 
     }
     stage_commit();
     stage_wait();
+    dec_mark(p.trace, 2);
     const int seg = threadIdx.x / W;
     float gc = 0.0f, uc = 0.0f;
     if (valid && j < nb) {
@@ -63,26 +68,29 @@ __global__ void __launch_bounds__(kDecThreads) dec_gate_up_kernel(DecGateUpArgs 
     }
     float gv = seg_row_value(gc, j, nb, W), uv = seg_row_value(uc, j, nb, W);
     if (!valid) gv = uv = __int_as_float(0x7fc00000);
+    dec_mark(p.trace, 3);
     __shared__ __align__(16) float chunk_sh[QK_K];
     const int64_t c = i0 / QK_K, nbf = p.n_ff / QK_K;
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     if constexpr (kCluster) {
-        namespace cg = cooperative_groups;
-        cg::cluster_group cluster = cg::this_cluster();
+        cluster_wait();  // the first phase: every block of the cluster has started
         if (j == 0) {
             const int64_t o = (int64_t)r * p.n_ff + i0 + seg;
             const float sw = canon_silu(gv) * uv;
             p.gate_out[o] = gv;
             p.up_out[o] = uv;
             p.swiglu_out[o] = sw;
-            cluster.map_shared_rank(chunk_sh, 0)[i0 % QK_K + seg] = sw;
+            cluster_store_shared(chunk_sh + i0 % QK_K + seg, 0, sw);  // the first block's chunk
         }
-        cluster.sync();
-        if (cluster.block_rank() != 0) return;
+        // Second phase: arrive releases the stores into the first block's chunk, its wait
+        // acquires them all (blocks of a chunk are consecutive in x: the first has rank 0).
+        cluster_arrive();
+        cluster_wait();
+        dec_mark(p.trace, 4);
+        if (i0 % QK_K != 0) return;
         if (warp == 0) warp_quantize_q8k_block(chunk_sh, p.swiglu_q8 + (int64_t)r * nbf + c);
+        dec_mark(p.trace, 5);
         return;
     }
-#endif
     if (j == 0) {
         const int64_t o = (int64_t)r * p.n_ff + i0 + seg;
         p.gate_out[o] = gv;
@@ -96,11 +104,13 @@ __global__ void __launch_bounds__(kDecThreads) dec_gate_up_kernel(DecGateUpArgs 
     __syncthreads();
     if (threadIdx.x == 0) last_sh = atomicAdd(&p.counters[r * nbf + c], 1u) == per_chunk - 1;
     __syncthreads();
+    dec_mark(p.trace, 4);
     if (!last_sh) return;
     __threadfence();
     for (int t = threadIdx.x; t < QK_K; t += blockDim.x) chunk_sh[t] = __ldcg(p.swiglu_out + (int64_t)r * p.n_ff + c * QK_K + t);
     __syncthreads();
     if (warp == 0) warp_quantize_q8k_block(chunk_sh, p.swiglu_q8 + (int64_t)r * nbf + c);
+    dec_mark(p.trace, 5);
     if (threadIdx.x == 0) p.counters[r * nbf + c] = 0u;  // ready for the next launch
 }
 
@@ -114,6 +124,7 @@ __global__ void __launch_bounds__(kDecThreads) dec_down_kernel(DecDownArgs p, in
     const int64_t d1 = d0 + D < p.n_out ? d0 + D : p.n_out;
     const int64_t rb = q8k_row_bytes(p.type, p.n_ff);
     float* y_sh = reinterpret_cast<float*>(smem + p.k * slot_smem);  // [k][D]
+    dec_mark(p.trace, 0);
     // The router finished before this kernel could launch (see the file comment): read its ids
     // (bypassing L1) and start copying this block's rows of the k experts.
     for (int r = threadIdx.x; r < p.k; r += blockDim.x) e_sh[r] = __ldcg(p.ids + r);
@@ -127,7 +138,9 @@ __global__ void __launch_bounds__(kDecThreads) dec_down_kernel(DecDownArgs p, in
     stage_commit();
     pdl_wait();
     pdl_launch_next();
+    dec_mark(p.trace, 1);
     stage_wait();
+    dec_mark(p.trace, 2);
     const block_q8k* q = p.hidden_q8;
     const int items = p.k * D;
     for (int it0 = 0; it0 < items; it0 += S) {  // block-uniform trip count
@@ -150,6 +163,7 @@ __global__ void __launch_bounds__(kDecThreads) dec_down_kernel(DecDownArgs p, in
         }
     }
     __syncthreads();
+    dec_mark(p.trace, 3);
     if ((int)threadIdx.x < d1 - d0) {
         const int64_t d = d0 + threadIdx.x;
         float acc = 0.0f;  // rank order from +0.0f, as moe_combine
@@ -157,6 +171,7 @@ __global__ void __launch_bounds__(kDecThreads) dec_down_kernel(DecDownArgs p, in
         p.moe_out[d] = acc;
         p.x_out[d] = p.residual[d] + acc;
     }
+    dec_mark(p.trace, 4);
     if (!p.next_norm_w) return;
     // The last block to finish normalises the whole new x for the next consumer.
     __shared__ bool last_sh;

@@ -73,6 +73,7 @@ __global__ void __launch_bounds__(kDecThreads) dec_norm_matvec_kernel(DecNormMat
     const int64_t nb = p.n / QK_K;
     const int R = kDecThreads / dec_seg_width(nb);
     const int64_t g0 = (int64_t)blockIdx.x * R;
+    dec_mark(p.trace, 0);
     // Without Q8K input the norm is computed here: its weight is staged too, in a group of its own
     // ahead of the rows' (block_rms_norm_q8k waits for it alone).
     const float* wn = nullptr;
@@ -84,6 +85,7 @@ __global__ void __launch_bounds__(kDecThreads) dec_norm_matvec_kernel(DecNormMat
     stage_rows(p.mat, p.n_mat, p.n, g0, g0 + R, smem, s);
     pdl_wait();
     pdl_launch_next();
+    dec_mark(p.trace, 1);
     const block_q8k* a = p.in_q8;
     const int64_t wn_smem = stage_bytes(p.n * (int64_t)sizeof(float));
     float* y_sh = reinterpret_cast<float*>(smem + w_smem + wn_smem);
@@ -101,11 +103,14 @@ __global__ void __launch_bounds__(kDecThreads) dec_norm_matvec_kernel(DecNormMat
             }
         }
     }
+    dec_mark(p.trace, 2);
     stage_wait();
+    dec_mark(p.trace, 3);
     int64_t r;
     int m;
     const float v = seg_rows_dot(p.mat, p.n_mat, s, p.n, g0, a, &r, &m);
     if (m < p.n_mat && (threadIdx.x & (dec_seg_width(nb) - 1)) == 0) p.mat[m].out[r] = v;
+    dec_mark(p.trace, 4);
 }
 
 __global__ void __launch_bounds__(kDecThreads) dec_matvec_add_kernel(DecMatvecAddArgs p, int64_t w_smem) {
@@ -113,17 +118,21 @@ __global__ void __launch_bounds__(kDecThreads) dec_matvec_add_kernel(DecMatvecAd
     const int64_t nb = p.n / QK_K;
     const int R = kDecThreads / dec_seg_width(nb);
     const int64_t r0 = (int64_t)blockIdx.x * R;
+    dec_mark(p.trace, 0);
     StagedRows s;
     stage_rows(&p.mat, 1, p.n, r0, r0 + R, smem, s);
     pdl_wait();
     pdl_launch_next();
+    dec_mark(p.trace, 1);
     const block_q8k* a = p.in_q8;
     if (!a) {
         block_q8k* q_sh = reinterpret_cast<block_q8k*>(smem + w_smem);
         block_quantize_q8k(p.in, 1, p.n, q_sh);
         a = q_sh;
     }
+    dec_mark(p.trace, 2);
     stage_wait();
+    dec_mark(p.trace, 3);
     int64_t r;
     int m;
     const float v = seg_rows_dot(&p.mat, 1, s, p.n, r0, a, &r, &m);
@@ -131,6 +140,7 @@ __global__ void __launch_bounds__(kDecThreads) dec_matvec_add_kernel(DecMatvecAd
         p.mat.out[r] = v;
         if (p.sum) p.sum[r] = p.residual[r] + v;  // the residual add (one rounding), as add()
     }
+    dec_mark(p.trace, 4);
 }
 
 void check_matrix(const DecMatrix& m, int64_t n, const char* what) {

@@ -11,11 +11,22 @@
 #include <cstdint>
 
 #include "cuda/cuda-ops.h"
+#include "model/backend.h"
 
 namespace qwen3moe::cuda {
 
 // Longest row of a decode matvec, in 256-value blocks (a row is one segment of <= 32 lanes).
 constexpr int64_t kDecMaxBlocks = 32;
+
+// Phase trace (bench/dec_trace.py; QWEN3MOE_CUDA_DEC_TRACE=1 at the step's capture): a kernel
+// given `trace` has thread 0 of each block b < kDecTraceBlocks write, at its phase marks m,
+// trace[(b * kDecTraceMarks + m) * 2 + {0, 1}] = {%globaltimer ns, clock64 of its SM}. The
+// values are the same with or without it.
+constexpr int kDecTraceBlocks = kDecodeTraceBlocks;  // model/backend.h
+constexpr int kDecTraceMarks = kDecodeTraceMarks;
+constexpr int64_t kDecTraceSlot = (int64_t)kDecTraceBlocks * kDecTraceMarks * 2;  // words per kernel
+// Slots of the step's kernels: norm + q/k/v, attention (cluster), o-proj, router, gate/up, down.
+constexpr int kDecTraceKernels = 6;
 
 // One weight matrix of a fused decode matvec: out[r] = row r . activations (the matvec rule).
 struct DecMatrix {
@@ -42,6 +53,7 @@ struct DecNormMatvecArgs {
     int n_mat = 0;                  // 1..3
     float* norm_out = nullptr;      // optional [n]: the normed row
     block_q8k* norm_q8 = nullptr;   // optional [n/256]: its Q8K blocks
+    unsigned long long* trace = nullptr;  // optional phase trace (kDecTraceSlot words)
 };
 void dec_norm_matvec(const DecNormMatvecArgs& args, void* stream, bool pdl);
 
@@ -53,6 +65,7 @@ struct DecMatvecAddArgs {
     DecMatrix mat;                    // Q8K-dot type
     const float* residual = nullptr;  // [mat.n_rows]
     float* sum = nullptr;             // [mat.n_rows]
+    unsigned long long* trace = nullptr;  // optional phase trace (kDecTraceSlot words)
 };
 void dec_matvec_add(const DecMatvecAddArgs& args, void* stream, bool pdl);
 
@@ -91,6 +104,7 @@ struct DecAttnArgs {
     int n_split = 1;                  // blocks per KV head (the two-launch path)
     int cluster = 0;                  // > 0: one launch, a cluster of this many blocks per KV head
                                       // (sm_90; from dec_attention_cluster_size); 0: two launches
+    unsigned long long* trace = nullptr;  // optional phase trace (kDecTraceSlot words)
 };
 size_t dec_attention_scratch_floats(int n_head, int hd, int64_t n_ctx);
 void dec_attention(const DecAttnArgs& args, void* stream, bool pdl);
@@ -116,6 +130,7 @@ struct DecRouterArgs {
     int32_t* ids = nullptr;          // [k]
     float* weights = nullptr;        // [k]
     unsigned* counter = nullptr;     // zero before the first launch (left zero)
+    unsigned long long* trace = nullptr;  // optional phase trace (kDecTraceSlot words)
 };
 void dec_router(const DecRouterArgs& args, void* stream, bool pdl);
 
@@ -137,6 +152,7 @@ struct DecGateUpArgs {
     block_q8k* swiglu_q8 = nullptr;  // [k][n_ff/256]: Q8K blocks of swiglu_out (quantize_q8k's bits),
                                      // written by the last block finishing each 256-row chunk
     unsigned* counters = nullptr;    // [k][n_ff/256], zero before the first launch (left zero)
+    unsigned long long* trace = nullptr;  // optional phase trace (kDecTraceSlot words)
 };
 void dec_gate_up(const DecGateUpArgs& args, void* stream, bool pdl);
 
@@ -163,6 +179,7 @@ struct DecDownArgs {
     float* next_norm_out = nullptr;      // [n_out]
     block_q8k* next_norm_q8 = nullptr;   // [n_out/256]
     unsigned* counter = nullptr;         // zero before the first launch (left zero)
+    unsigned long long* trace = nullptr;  // optional phase trace (kDecTraceSlot words)
 };
 void dec_down(const DecDownArgs& args, void* stream, bool pdl);
 

@@ -72,6 +72,7 @@ __global__ void __launch_bounds__(kDecThreads) dec_router_kernel(DecRouterArgs p
     const int64_t r1 = r0 + kDecWarps * rpw < p.n_expert ? r0 + kDecWarps * rpw : p.n_expert;
     // The cluster barrier's first phase: once it has completed, every block of the cluster runs,
     // so block 0's shared memory may be written.
+    dec_mark(p.trace, 0);
     if constexpr (kCluster) cluster_arrive_relaxed();
     // The norm weight, then this block's router rows, into shared memory (weights: before the wait).
     const float* wn =
@@ -81,6 +82,7 @@ __global__ void __launch_bounds__(kDecThreads) dec_router_kernel(DecRouterArgs p
     stage_commit();
     pdl_wait();
     pdl_launch_next();
+    dec_mark(p.trace, 1);
     block_rms_norm_q8k<false, 1>(p.x, wn, p.n, p.eps, y_sh, q_sh);  // the rows' group may still be in flight
     if (blockIdx.x == 0) {
         for (int64_t i = threadIdx.x; i < p.n; i += blockDim.x) p.norm_out[i] = y_sh[i];
@@ -88,8 +90,10 @@ __global__ void __launch_bounds__(kDecThreads) dec_router_kernel(DecRouterArgs p
         int* dst = reinterpret_cast<int*>(p.norm_q8);
         for (int64_t i = threadIdx.x; i < p.n / QK_K * (int64_t)sizeof(block_q8k) / 4; i += blockDim.x) dst[i] = src[i];
     }
+    dec_mark(p.trace, 2);
     stage_wait();
     if constexpr (kCluster) cluster_wait();
+    dec_mark(p.trace, 3);
     for (int64_t row = r0 + warp; row < r1; row += kDecWarps) {  // warp-uniform
         const float v = router_row(p.type, ws + (row - r0) * rb, y_sh, q_sh, p.n);
         if (lane == 0) {
@@ -97,11 +101,13 @@ __global__ void __launch_bounds__(kDecThreads) dec_router_kernel(DecRouterArgs p
             if constexpr (kCluster) cluster_store_shared(l_sh + row, 0, v);  // block 0's l_sh
         }
     }
+    dec_mark(p.trace, 4);
     if constexpr (kCluster) {
         // Second phase: arrive releases this thread's stores into block 0's l_sh, block 0's
         // wait acquires them all. The other blocks leave after it (nothing reads their memory).
         cluster_arrive();
         cluster_wait();
+        dec_mark(p.trace, 5);
         if (blockIdx.x != 0) return;
     } else {
         __shared__ bool last_sh;
@@ -109,6 +115,7 @@ __global__ void __launch_bounds__(kDecThreads) dec_router_kernel(DecRouterArgs p
         __syncthreads();
         if (threadIdx.x == 0) last_sh = atomicAdd(p.counter, 1u) == gridDim.x - 1;
         __syncthreads();
+        dec_mark(p.trace, 5);
         if (!last_sh) return;
         __threadfence();
         for (int i = threadIdx.x; i < p.n_expert; i += blockDim.x) l_sh[i] = __ldcg(p.logits + i);
@@ -117,7 +124,9 @@ __global__ void __launch_bounds__(kDecThreads) dec_router_kernel(DecRouterArgs p
     // Probabilities in shared memory (the top-k rounds re-read them), then stored.
     if (warp == 0) warp_router_topk(l_sh, p.n_expert, p.k, pr_sh, p.ids, p.weights);
     __syncthreads();
+    dec_mark(p.trace, 6);
     for (int i = threadIdx.x; i < p.n_expert; i += blockDim.x) p.probs[i] = pr_sh[i];
+    dec_mark(p.trace, 7);
     if (!kCluster && threadIdx.x == 0) *p.counter = 0u;  // ready for the next launch
 }
 

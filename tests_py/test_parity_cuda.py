@@ -425,7 +425,7 @@ def _assert_fresh_fused_decode(path: str, seed: int, prompt_len: int, n_steps: i
 
 @pytest.mark.parametrize("switches", [{"QWEN3MOE_CUDA_DEC_NEXT_NORM": "1"}, {"QWEN3MOE_CUDA_DEC_ATTN_Q8": "0"},
                                       {"QWEN3MOE_CUDA_PDL": "0"}, {"QWEN3MOE_CUDA_DEC_CLUSTER": "0"},
-                                      {"QWEN3MOE_CUDA_DEC_SEGMENTS": "1"}])
+                                      {"QWEN3MOE_CUDA_DEC_SEGMENTS": "1"}, {"QWEN3MOE_CUDA_DEC_TRACE": "1"}])
 def test_fused_decode_variants(model_paths, monkeypatch, switches):
     # The fused step's A/B variants (bench/decode_ab.sh) compute the same values as the default.
     for k, v in switches.items():
@@ -450,6 +450,34 @@ def test_fused_decode_across_attention_tiles(model_paths, monkeypatch, attn):
     for k, v in attn.items():
         monkeypatch.setenv(k, v)
     _assert_fresh_fused_decode(model_paths("wide-Q4_K_M"), seed=81, prompt_len=250, n_steps=80)
+
+
+def test_fused_decode_phase_trace(model_paths, monkeypatch):
+    # QWEN3MOE_CUDA_DEC_TRACE=1: every block of each traced kernel stamps its phase marks in
+    # order (bench/dec_trace.py reads them); without it there is no trace.
+    path = model_paths("wide-Q4_K_M")
+    gpu = qwen3moe.load(path, device="cuda", n_ctx=64)
+    try:
+        gpu.forward([1, 2, 3], logits="none")
+        gpu.decode(4, logits="last")
+        assert gpu._live().decode_trace() is None
+    finally:
+        gpu.close()
+    monkeypatch.setenv("QWEN3MOE_CUDA_DEC_TRACE", "1")
+    gpu = qwen3moe.load(path, device="cuda", n_ctx=64)
+    try:
+        gpu.forward([1, 2, 3], logits="none")
+        for t in (4, 5):
+            gpu.decode(t, logits="last")
+        tr = gpu._live().decode_trace()
+        assert tr is not None and tr.ndim == 4 and tr.shape[1:] == (512, 8, 2), None if tr is None else tr.shape
+        for k in (0, 2, 5):  # q/k/v, o-proj, down: marks 0..4 in every block
+            ns = tr[k, :, :5, 0].astype(np.int64)
+            live = ns[:, 0] > 0
+            assert live.any(), k
+            assert (np.diff(ns[live], axis=1) >= 0).all(), f"kernel {k}: marks out of order"
+    finally:
+        gpu.close()
 
 
 def test_fused_decode_can_be_switched_off(model_paths, monkeypatch):

@@ -402,6 +402,14 @@ void bind_model(py::module_& m) {
                  return d;
              })
         .def("decode_path", [](Qwen3Moe& self) { return self.backend().decode_path(); })
+        .def("decode_trace",
+             [](Qwen3Moe& self) -> py::object {
+                 std::vector<uint64_t> t = call_unlocked(self, [&] { return self.backend().decode_trace(); });
+                 if (t.empty()) return py::none();
+                 const py::ssize_t n_kernels = (py::ssize_t)t.size() / ((py::ssize_t)kDecodeTraceBlocks * kDecodeTraceMarks * 2);
+                 return to_numpy(std::move(t), {n_kernels, (py::ssize_t)kDecodeTraceBlocks, (py::ssize_t)kDecodeTraceMarks, 2});
+             },
+             "fused decode phase trace [kernel, block, mark, (globaltimer ns, SM clock)] or None")
         .def("timer_start", [](Qwen3Moe& self) { self.backend().timer_start(); },
              "mark the device clock after the work queued so far (CUDA events; no-op on the CPU)")
         .def("timer_stop",

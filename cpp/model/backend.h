@@ -13,12 +13,18 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "model/qwen3moe-types.h"
 
 namespace qwen3moe {
 
 struct Weights;  // model/qwen3moe.h
+
+// Shape of the fused decode step's phase trace (Backend::decode_trace): per kernel, blocks x
+// phase marks x {globaltimer ns, SM clock}.
+constexpr int kDecodeTraceBlocks = 512;
+constexpr int kDecodeTraceMarks = 8;
 
 // Activation buffers, each [T][width] (width from the hparams).
 enum class Act : int {
@@ -115,6 +121,9 @@ public:
     virtual double timer_stop() { return -1.0; }
     // How decode steps run (reports): "op-by-op", or the fused path's name, or why not.
     virtual std::string decode_path() const { return "op-by-op"; }
+    // The fused decode step's phase trace (CUDA with QWEN3MOE_CUDA_DEC_TRACE=1; bench/dec_trace.py):
+    // [kernel][block][mark][globaltimer ns, SM clock] of the last traced step, or empty.
+    virtual std::vector<uint64_t> decode_trace() { return {}; }
 
     // Memory held by the backend (for reports): KV cache, activation buffers and scratch.
     virtual size_t kv_bytes() const = 0;
