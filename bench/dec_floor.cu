@@ -188,16 +188,9 @@ int main(int argc, char** argv) {
         std::vector<float> hin(sh.n);
         for (int64_t i = 0; i < sh.n; ++i) hin[i] = (float)((i * 37) % 101 - 50) / 50.0f;
         check(cudaMemcpy(in, hin.data(), sh.n * sizeof(float), cudaMemcpyHostToDevice), "copy in");
-        // Q8K blocks of `in` through the library's own kernel path (the lib_q8 variant's input).
-        {
-            DecMatvecAddArgs p;
-            p.in = in;
-            p.n = sh.n;
-            p.mat = DecMatrix{w[0], GGML_TYPE_Q4_K, sh.rows, out};
-            dec_matvec_add(p, s, false);
-        }
+        // Q8K activation blocks for the variants that take them, made here: any valid blocks
+        // time the same.
         std::vector<block_q8k> hq(nb);
-        // Make the Q8K blocks on the host side of this bench: any valid blocks time the same.
         for (int64_t b = 0; b < nb; ++b) {
             hq[b].d = 0.01f;
             for (int i = 0; i < QK_K; ++i) hq[b].qs[i] = (int8_t)((i * 13 + b) % 255 - 127);
