@@ -237,20 +237,17 @@ int main(int argc, char** argv) {
             VAR("real", kReal);
             VAR("nostage", kNoStage);
 #undef VAR
-            report("lib", pdl, time_graph(s, L, [&](cudaStream_t st, int i) {
-                       DecMatvecAddArgs p;
-                       p.in = in;
-                       p.n = sh.n;
-                       p.mat = DecMatrix{w[i], GGML_TYPE_Q4_K, sh.rows, out};
-                       dec_matvec_add(p, st, pdl);
-                   }));
-            report("lib_q8", pdl, time_graph(s, L, [&](cudaStream_t st, int i) {
-                       DecMatvecAddArgs p;
-                       p.in_q8 = aq;
-                       p.n = sh.n;
-                       p.mat = DecMatrix{w[i], GGML_TYPE_Q4_K, sh.rows, out};
-                       dec_matvec_add(p, st, pdl);
-                   }));
+            for (bool given_q8 : {false, true})  // the f32 input quantised per block, or its Q8K blocks
+                report(given_q8 ? "lib_q8" : "lib", pdl, time_graph(s, L, [&](cudaStream_t st, int i) {
+                           DecMatvecAddArgs p;
+                           if (given_q8)
+                               p.in_q8 = aq;
+                           else
+                               p.in = in;
+                           p.n = sh.n;
+                           p.mat = DecMatrix{w[i], GGML_TYPE_Q4_K, sh.rows, out};
+                           dec_matvec_add(p, st, pdl);
+                       }));
             for (int blocks : {132, 264, 528, 1056})
                 report((std::string("stream_") + std::to_string(blocks)).c_str(), pdl,
                        time_graph(s, L, [&](cudaStream_t st, int i) {
