@@ -12,7 +12,7 @@ it) it prints, per op kind summed over layers:
   regions   thread-pool parallel regions per step
   eff       busy thread time / (threads x region wall time): 1.0 = every thread busy all the time
   imbal     slowest thread's chunk time / mean chunk time (1.0 = perfectly balanced)
-  wake_us   mean latency from publishing a region to the last worker starting it
+  wake_us   mean latency from publishing a region to the last worker that took a chunk of it starting
   ovh_ms    region wall time not spent in the slowest chunk (publish, wake-up, join), per step
 
 Then (unless --no-variants) the decode/prefill speed under each setting of the CPU tuning knobs

@@ -95,6 +95,46 @@ TEST_CASE("thread pool: dynamic partition under many short jobs; exceptions reac
     REQUIRE(total == 30);
 }
 
+TEST_CASE("thread pool: a dynamic job does not wait for a worker that wakes late", "[threads]") {
+    ThreadPool pool(3);
+    pool.set_chunks_per_thread(4);
+    std::vector<int64_t> out(512, 0);
+    std::atomic<int> by_stalled{0};
+    const auto t0 = std::chrono::steady_clock::now();
+    pool.stall_worker_for_test(1, 2000000000);  // worker 1: 2 s before it claims anything
+    for (int job = 0; job < 50; ++job)
+        pool.parallel_for_indexed((int64_t)out.size(), [&](int64_t b, int64_t e, int t) {
+            if (t == 1) ++by_stalled;
+            for (int64_t i = b; i < e; ++i) out[(size_t)i] += i;
+        });
+    const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    // The old pool waited for every worker to check in: the first job alone took the 2 s.
+    REQUIRE(sec < 1.0);
+    for (int64_t i = 0; i < 512; ++i) REQUIRE(out[(size_t)i] == 50 * i);
+    // jobs that ran while worker 1 slept got none of its chunks; afterwards it works again
+    REQUIRE(by_stalled == 0);
+    std::this_thread::sleep_for(std::chrono::milliseconds(2100));
+    std::atomic<int> threads_seen{0};
+    std::vector<std::atomic<int>> ran(3);
+    for (auto& r : ran) r = 0;
+    for (int job = 0; job < 200 && threads_seen < 3; ++job)
+        pool.parallel_for_indexed(3000, [&](int64_t, int64_t, int t) {
+            if (ran[(size_t)t].exchange(1) == 0) ++threads_seen;
+            std::this_thread::sleep_for(std::chrono::microseconds(50));
+        });
+    REQUIRE(ran[1] == 1);
+    // a static job needs each thread's own chunk, so it waits for the stalled worker
+    pool.set_chunks_per_thread(0);
+    pool.stall_worker_for_test(2, 200000000);  // 0.2 s
+    const auto t1 = std::chrono::steady_clock::now();
+    std::vector<int64_t> part(3, -1);
+    pool.parallel_for_indexed(30, [&](int64_t b, int64_t, int t) { part[(size_t)t] = b; });
+    REQUIRE(std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count() >= 0.19);
+    REQUIRE(part[0] == 0);
+    REQUIRE(part[1] == 10);
+    REQUIRE(part[2] == 20);
+}
+
 TEST_CASE("thread pool: exceptions reach the caller and the pool stays usable", "[threads]") {
     ThreadPool pool(3);
     REQUIRE_THROWS_AS(pool.parallel_for(30, [](int64_t b, int64_t) {

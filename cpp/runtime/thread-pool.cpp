@@ -59,19 +59,46 @@ void ThreadPool::run_range(int64_t b, int64_t e, int index) {
     }
 }
 
-void ThreadPool::run_chunk(int index) {
-    const bool prof = prof_;
-    if (prof) chunk_time_[index].start = op_profile::now_ns();
-    const int64_t nc = n_chunks_;
-    if (nc == 0) {
+// This thread's part of job `gen` (the generation it saw): static jobs run the thread's own
+// chunk (the job cannot finish without it, so its fields are stable); dynamic jobs claim
+// chunks by compare-and-swap on work_ while the word still names `gen` and chunks remain. A
+// thread that arrives after the last claim (or after the job was replaced) does nothing and
+// reads no job field. Finished chunks are counted into done_ only after the thread's profile
+// times are written, with release order, so the caller that sees done_ complete sees both.
+void ThreadPool::run_job(uint32_t gen, int index) {
+    uint64_t w = work_.load(std::memory_order_acquire);
+    if ((uint32_t)(w >> 32) != gen) return;
+    const int64_t C = (int64_t)((w >> 16) & 0xffffu);
+    if (C == 0) {  // static: chunk `index`
+        const bool prof = prof_;
+        if (prof) chunk_time_[index].start = op_profile::now_ns();
         run_range(n_ * index / n_threads_, n_ * (index + 1) / n_threads_, index);
-    } else {
-        // dynamic: take chunks until none is left (a thread that starts late may get none)
-        for (int64_t c = next_chunk_.fetch_add(1, std::memory_order_relaxed); c < nc;
-             c = next_chunk_.fetch_add(1, std::memory_order_relaxed))
-            run_range(n_ * c / nc, n_ * (c + 1) / nc, index);
+        if (prof) {
+            chunk_time_[index].end = op_profile::now_ns();
+            chunk_time_[index].gen = gen;
+        }
+        done_.fetch_add(1, std::memory_order_release);
+        return;
     }
-    if (prof) chunk_time_[index].end = op_profile::now_ns();
+    int64_t taken = 0;
+    bool prof = false;
+    for (;;) {
+        const int64_t c = (int64_t)(w & 0xffffu);
+        if ((uint32_t)(w >> 32) != gen || c >= C) break;
+        if (!work_.compare_exchange_weak(w, w + 1, std::memory_order_acq_rel, std::memory_order_acquire)) continue;
+        if (taken++ == 0) {
+            prof = prof_;
+            if (prof) chunk_time_[index].start = op_profile::now_ns();
+        }
+        run_range(n_ * c / C, n_ * (c + 1) / C, index);
+        w = work_.load(std::memory_order_acquire);
+    }
+    if (taken == 0) return;
+    if (prof) {
+        chunk_time_[index].end = op_profile::now_ns();
+        chunk_time_[index].gen = gen;
+    }
+    done_.fetch_add(taken, std::memory_order_release);
 }
 
 void ThreadPool::worker(int index) {
@@ -99,8 +126,12 @@ void ThreadPool::worker(int index) {
         }
         if (stop_.load(std::memory_order_acquire)) return;
         seen = generation_.load(std::memory_order_acquire);
-        run_chunk(index);
-        pending_.fetch_sub(1, std::memory_order_acq_rel);
+        if (stall_worker_.load(std::memory_order_relaxed) == index) {
+            int expect = index;
+            if (stall_worker_.compare_exchange_strong(expect, -1, std::memory_order_acquire))
+                std::this_thread::sleep_for(std::chrono::nanoseconds(stall_ns_.load(std::memory_order_relaxed)));
+        }
+        run_job((uint32_t)seen, index);
     }
 }
 
@@ -122,31 +153,39 @@ void ThreadPool::run(int64_t n, Thunk thunk, void* ctx) {
     std::lock_guard<std::mutex> run_lk(run_mu_);
     n_ = n;
     const int m = chunks_per_thread_.load(std::memory_order_relaxed);
-    n_chunks_ = m > 0 ? std::min<int64_t>(n, (int64_t)m * n_threads_) : 0;
-    next_chunk_.store(0, std::memory_order_relaxed);  // published by the generation bump below
+    const int64_t C = m > 0 ? std::min<int64_t>({n, (int64_t)m * n_threads_, kMaxDynamicChunks}) : 0;
     thunk_ = thunk;
     ctx_ = ctx;
-    pending_.store(n_threads_ - 1, std::memory_order_relaxed);
     prof_ = op_profile::enabled();
+    done_.store(0, std::memory_order_relaxed);
+    // Only this caller (under run_mu_) and the destructor change generation_, so this is the
+    // value the bump below produces. The claim word first (release: with the fields above),
+    // then the generation that wakes the workers.
+    const uint64_t gen = generation_.load(std::memory_order_relaxed) + 1;
+    work_.store(((uint64_t)(uint32_t)gen << 32) | ((uint64_t)C << 16), std::memory_order_release);
     const int64_t t_pub = prof_ ? op_profile::now_ns() : 0;
-    generation_.fetch_add(1, std::memory_order_seq_cst);  // publishes the job fields above
+    generation_.fetch_add(1, std::memory_order_seq_cst);
     if (sleepers_.load(std::memory_order_seq_cst) > 0) {
         { std::lock_guard<std::mutex> lk(mu_); }  // a worker between its check and wait() holds mu_
         cv_work_.notify_all();
     }
     t_in_worker = true;
-    run_chunk(0);
+    run_job((uint32_t)gen, 0);
     t_in_worker = false;
-    for (int i = 0; pending_.load(std::memory_order_acquire) != 0; ++i) {
+    const int64_t total = C > 0 ? C : n_threads_;
+    for (int i = 0; done_.load(std::memory_order_acquire) != total; ++i) {
         if (i < kCallerSpin)
             Q3_PAUSE();
         else
             std::this_thread::yield();
     }
     if (prof_) {
+        // Threads that took no chunk of this job (late wake-ups) are not counted: the job did
+        // not wait for them.
         const int64_t t_done = op_profile::now_ns();
         int64_t busy = 0, busy_max = 0, wake = 0;
         for (int i = 0; i < n_threads_; ++i) {
+            if (chunk_time_[i].gen != (uint32_t)gen) continue;
             const int64_t d = chunk_time_[i].end - chunk_time_[i].start;
             busy += d;
             if (d > busy_max) busy_max = d;
