@@ -1,7 +1,7 @@
 // decode-router.cu — the decode step's MoE router in one launch: every block computes
 // y = RMSNorm(ffn_inp) * ffn_norm (and its Q8K blocks) in shared memory, block 0 stores both
 // (the experts read the Q8K blocks), each warp computes router logits rows by the matvec rule
-// of the router's type, and one block runs softmax + top-k with warp_router_topk (router.cuh)
+// of the router's type, and one block runs softmax + top-k with block_router_topk (router.cuh)
 // — the same expressions as rms_norm_q8k + matvec + router_topk.
 //
 // The kernel reads little (the router is n_expert rows) and is bound by its chain of memory
@@ -121,9 +121,11 @@ __global__ void __launch_bounds__(kDecThreads) dec_router_kernel(DecRouterArgs p
         for (int i = threadIdx.x; i < p.n_expert; i += blockDim.x) l_sh[i] = __ldcg(p.logits + i);
         __syncthreads();
     }
-    // Probabilities in shared memory (the top-k rounds re-read them), then stored.
-    if (warp == 0) warp_router_topk(l_sh, p.n_expert, p.k, pr_sh, p.ids, p.weights);
-    __syncthreads();
+    // Probabilities in shared memory (the ranks re-read them), then stored.
+    __shared__ unsigned long long key_sh[kMaxExpert];
+    __shared__ float sel_sh[kRouterMaxUsed];
+    __shared__ float red_sh[kDecWarps + 1];
+    block_router_topk(l_sh, p.n_expert, p.k, pr_sh, key_sh, sel_sh, red_sh, p.ids, p.weights);
     dec_mark(p.trace, 6);
     for (int i = threadIdx.x; i < p.n_expert; i += blockDim.x) p.probs[i] = pr_sh[i];
     dec_mark(p.trace, 7);

@@ -1,4 +1,4 @@
-// router.cu — softmax + top-k + renormalised weights, one warp per token (warp_router_topk,
+// router.cu — softmax + top-k + renormalised weights, one block per token (block_router_topk,
 // router.cuh, shared with the fused decode router).
 #include <stdexcept>
 #include <string>
@@ -8,14 +8,19 @@
 namespace qwen3moe::cuda {
 
 namespace {
-constexpr int kTokensPerBlock = 4;
-constexpr int kMaxExpert = 1024;  // 32 per lane
+constexpr int kRouterThreads = 128;
+constexpr int kMaxExpert = 1024;
 
-__global__ void router_kernel(const float* __restrict__ logits, int n_tok, int n_expert, int k,
-                              float* __restrict__ probs, int32_t* __restrict__ ids, float* __restrict__ weights) {
-    const int64_t t = (int64_t)blockIdx.x * kTokensPerBlock + (threadIdx.x >> 5);
-    if (t >= n_tok) return;  // warp-uniform
-    warp_router_topk(logits + t * n_expert, n_expert, k, probs + t * n_expert, ids + t * k, weights + t * k);
+__global__ void __launch_bounds__(kRouterThreads) router_kernel(const float* __restrict__ logits, int n_expert, int k,
+                                                                float* __restrict__ probs, int32_t* __restrict__ ids,
+                                                                float* __restrict__ weights) {
+    __shared__ float pr_sh[kMaxExpert];
+    __shared__ unsigned long long key_sh[kMaxExpert];
+    __shared__ float sel_sh[kRouterMaxUsed];
+    __shared__ float red_sh[kRouterThreads / kWarp + 1];
+    const int64_t t = blockIdx.x;
+    block_router_topk(logits + t * n_expert, n_expert, k, pr_sh, key_sh, sel_sh, red_sh, ids + t * k, weights + t * k);
+    for (int i = threadIdx.x; i < n_expert; i += blockDim.x) probs[t * n_expert + i] = pr_sh[i];
 }
 
 }  // namespace
@@ -28,8 +33,7 @@ void router_topk_launch(const float* logits, int n_tok, int n_expert, int k, flo
         throw std::invalid_argument("cuda router: k " + std::to_string(k) + " must be in 1..min(n_expert, 64)");
     if (n_tok < 0) throw std::invalid_argument("cuda router: bad n_tok");
     if (n_tok == 0) return;
-    router_kernel<<<ceil_div_u(n_tok, kTokensPerBlock), kTokensPerBlock * kWarp, 0, stream>>>(
-        logits, n_tok, n_expert, k, probs, ids, weights);
+    router_kernel<<<(unsigned)n_tok, kRouterThreads, 0, stream>>>(logits, n_expert, k, probs, ids, weights);
     Q3_CUDA_CHECK_LAUNCH();
 }
 
