@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # GPU-machine driver (run through the device tool from the repo root): build the package on
 # the device, then run the requested steps, writing logs and JSON under $OUT.
-#   steps: build  cudatests  fusedtests  synthbg  waitsynth  benchtg  profdec  synth30b  parity30b  bench30b  cpubench30b  profile  vram32k
+#   steps: build  cudatests  fusedtests  optests  synthbg  waitsynth  benchtg  trace  profdec  synth30b  parity30b  bench30b
+#          cpubench30b  cpuab  profile  vram32k
 #          sanitize (compute-sanitizer)  reliab
 # Carried wheels for packages missing there (gguf) are expected in .whl/. CUDA_FLAGS (e.g.
 # -lineinfo, for Nsight Compute's source view) is added to the CUDA compile flags.
@@ -51,6 +52,23 @@ for step in $steps; do
       python3 -m qwen3moe bench -m $M30 --device cuda -p 0 -n 128 --depth ${TG_DEPTHS:-0,4096} -r 3 --json > "$OUT/bench-tg.json" 2> "$OUT/bench-tg.err"
       python3 -c "import json,sys; [print(r['n_prompt'], r['n_gen'], r['n_depth'], round(r['avg_ts'],1), round(r['stddev_ts'],1), r.get('median_ts')) for r in json.load(open(sys.argv[1]))]" "$OUT/bench-tg.json"
       tail -3 "$OUT/bench-tg.err"
+      ;;
+    optests)  # the op-level CUDA tests (OPTESTS_K narrows them, e.g. OPTESTS_K=router)
+      log optests
+      (cd tests_py && timeout 300 python3 -m pytest -m cuda -q -p no:cacheprovider ${OPTESTS_K:+-k "$OPTESTS_K"} \
+        test_cuda_ops.py 2>&1 | tee "$OUT/optests.log" | tail -15)
+      ;;
+    cpuab)  # the CPU bench (pp64, tg32, 16 threads) with the defaults, then once per CPU_AB entry (VAR=value[,VAR=value])
+      log cpuab
+      for ab in default ${CPU_AB:-}; do
+        (if [ "$ab" != default ]; then for kv in ${ab//,/ }; do export "$kv"; done; fi
+         python3 -m qwen3moe bench -m $M30 --device cpu -t 16 -p 64 -n 32 -r ${CPU_REPS:-3} --json > "$OUT/bench-cpu-${ab//[^A-Za-z0-9]/_}.json" 2> /dev/null
+         python3 -c "import json,sys; [print(sys.argv[2], r['n_prompt'], r['n_gen'], round(r['avg_ts'],2), round(r['stddev_ts'],2), r['peak_rss_bytes']) for r in json.load(open(sys.argv[1]))]" "$OUT/bench-cpu-${ab//[^A-Za-z0-9]/_}.json" "$ab")
+      done
+      ;;
+    trace)  # the decode step's phase trace at depth 0 (bench/dec_trace.py)
+      log trace
+      python3 bench/dec_trace.py $M30 0 8 --json "$OUT/trace-d0.json" 2>&1 | grep -v "weights ->" | tail -45
       ;;
     profdec)  # per-kernel decode times without PDL overlap (32 steps at depth 0)
       log profdec

@@ -1,6 +1,8 @@
 // The matvec rule, single-token and multi-token, threaded over rows.
 #include "ops/matvec.h"
 
+#include <algorithm>
+
 #include "ops/canon.h"
 #include "quant/quant.h"
 #include "runtime/cpu-tuning.h"
@@ -22,12 +24,33 @@ float matvec_one(const WeightMatrix& w, int64_t r, const float* x, const block_q
     return vec_dot_f32act(w.type, w.row(r), x, w.n_cols, scratch);
 }
 
+int64_t token_chunk_tokens(int64_t n_cols, int n_tok) {
+    const int64_t bytes = cpu_tuning::token_chunk_bytes();
+    if (bytes <= 0 || n_tok <= 8) return n_tok;
+    // Multiples of 8 tokens (the few-token kernels' chunk), at least 8.
+    const int64_t per_tok = n_cols / QK_K * (int64_t)sizeof(block_q8k);
+    const int64_t t = bytes / per_tok / 8 * 8;
+    return t < 8 ? 8 : t;
+}
+
 void matvec_rows(const WeightMatrix& w, int64_t r0, int64_t r1, int n_tok, const float* x,
                  int64_t x_stride, const block_q8k* xq, int64_t xq_stride, float* y,
                  int64_t y_stride, ActMode mode, float* scratch, int64_t prefetch) {
     const int64_t n = w.n_cols;
     if (matvec_uses_q8(w.type, mode)) {
-        // vec_dot_q8k_multi: bit-identical to vec_dot_q8k per token (quant contract).
+        // vec_dot_q8k_multi: bit-identical to vec_dot_q8k per token (quant contract), so the
+        // tokens may be taken in chunks: every row of [r0, r1) for the first chunk of tokens,
+        // then for the next. A chunk's activation blocks (token_chunk bytes) stay in L1 across
+        // the rows, where all tokens per row would stream n_tok * n / 256 blocks (150 KB for
+        // 64 tokens of a 2048-wide row) through L2 for every row; the rows of one pool chunk
+        // (a few dozen) stay in L2 across the token chunks.
+        const int64_t tc = token_chunk_tokens(n, n_tok);
+        if (tc < n_tok) {
+            for (int64_t t0 = 0; t0 < n_tok; t0 += tc)
+                matvec_rows(w, r0, r1, (int)std::min<int64_t>(tc, n_tok - t0), x, x_stride, xq + t0 * xq_stride,
+                            xq_stride, y + t0 * y_stride, y_stride, mode, scratch, prefetch);
+            return;
+        }
         const int64_t pf = prefetch >= 0 ? prefetch : cpu_tuning::prefetch_bytes();
         if (pf <= 0 || r0 >= r1) {
             for (int64_t r = r0; r < r1; ++r)

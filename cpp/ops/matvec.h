@@ -45,6 +45,10 @@ bool matvec_uses_q8(uint32_t type, ActMode mode);
 float matvec_one(const WeightMatrix& w, int64_t r, const float* x, const block_q8k* xq, ActMode mode,
                  float* scratch);
 
+// Tokens per chunk of matvec_rows' Q8K path for rows of n_cols values (n_tok: no chunking):
+// multiples of 8 whose activation blocks fit the cpu_tuning `token_chunk` bytes.
+int64_t token_chunk_tokens(int64_t n_cols, int n_tok);
+
 // y[t*y_stride + r] for r in [r0, r1), t < n_tok. Token t reads x + t*x_stride (f32) or
 // xq + t*xq_stride (q8 blocks; needed only when matvec_uses_q8). scratch: n_cols floats.
 // prefetch: bytes of software prefetch ahead of the current row (scheduling only; < 0: the

@@ -2,7 +2,8 @@
 // variables QWEN3MOE_CPU_PREFETCH (bytes), QWEN3MOE_CPU_WEIGHTS_COPY (0/1) and
 // QWEN3MOE_CPU_FEW_TOKENS (0/1), QWEN3MOE_CPU_CHUNKS and QWEN3MOE_CPU_CHUNKS_DECODE (chunks per
 // thread of the dynamic pool partition, 0 = static), QWEN3MOE_CPU_ROW_PAIRS (MoE row weight),
-// QWEN3MOE_CPU_PREFETCH_PREFILL (bytes; `prefetch` then applies to decode only).
+// QWEN3MOE_CPU_PREFETCH_PREFILL (bytes; `prefetch` then applies to decode only),
+// QWEN3MOE_CPU_TOKEN_CHUNK (bytes).
 #include "runtime/cpu-tuning.h"
 
 #include <cstdlib>
@@ -31,6 +32,10 @@ constexpr int kMaxChunks = 64;
 // 64-token prefill: gate/up 0.93 -> 0.98, down 0.85 -> 0.98 (bench/NOTES.md "CPU round 5").
 constexpr int kDefaultRowPairs = 16;
 constexpr int kMaxRowPairs = 1024;
+// Token chunks of 40 KiB of activation blocks (16 tokens of a 2048-wide row, 8 of a 4096-wide
+// one): inside the 48 KiB L1D of the target's Xeon cores with the row being read.
+constexpr int kDefaultTokenChunk = 40960;
+constexpr int kMaxTokenChunk = 1 << 24;
 
 int env_int(const char* name, int def, int lo, int hi) {
     const char* s = std::getenv(name);
@@ -50,6 +55,7 @@ std::atomic<int> g_few_tokens{env_int("QWEN3MOE_CPU_FEW_TOKENS", 1, 0, 1)};
 std::atomic<int> g_chunks{env_int("QWEN3MOE_CPU_CHUNKS", kDefaultChunks, 0, kMaxChunks)};
 std::atomic<int> g_chunks_decode{env_int("QWEN3MOE_CPU_CHUNKS_DECODE", kDefaultChunksDecode, 0, kMaxChunks)};
 std::atomic<int> g_row_pairs{env_int("QWEN3MOE_CPU_ROW_PAIRS", kDefaultRowPairs, 0, kMaxRowPairs)};
+std::atomic<int> g_token_chunk{env_int("QWEN3MOE_CPU_TOKEN_CHUNK", kDefaultTokenChunk, 0, kMaxTokenChunk)};
 }  // namespace cpu_tuning
 
 std::map<std::string, int> cpu_tuning_get() {
@@ -59,7 +65,8 @@ std::map<std::string, int> cpu_tuning_get() {
             {"few_tokens", cpu_tuning::g_few_tokens.load(std::memory_order_relaxed)},
             {"chunks", cpu_tuning::chunks()},
             {"chunks_decode", cpu_tuning::chunks_decode()},
-            {"row_pairs", cpu_tuning::row_pairs()}};
+            {"row_pairs", cpu_tuning::row_pairs()},
+            {"token_chunk", cpu_tuning::token_chunk_bytes()}};
 }
 
 void cpu_tuning_set(const std::string& name, int value) {
@@ -103,15 +110,23 @@ void cpu_tuning_set(const std::string& name, int value) {
         cpu_tuning::g_row_pairs.store(value, std::memory_order_relaxed);
         return;
     }
+    if (name == "token_chunk") {
+        if (value < 0 || value > kMaxTokenChunk)
+            throw std::invalid_argument("cpu tuning 'token_chunk' must be in 0.." + std::to_string(kMaxTokenChunk) +
+                                        " bytes, got " + std::to_string(value));
+        cpu_tuning::g_token_chunk.store(value, std::memory_order_relaxed);
+        return;
+    }
     throw std::invalid_argument("unknown cpu tuning knob '" + name +
-                                "' (known: prefetch, prefetch_prefill, weights_copy, few_tokens, chunks, chunks_decode, row_pairs)");
+                                "' (known: prefetch, prefetch_prefill, weights_copy, few_tokens, chunks, chunks_decode, "
+                                "row_pairs, token_chunk)");
 }
 
 std::map<std::string, std::vector<int>> cpu_tuning_choices() {
     return {{"prefetch", {0, 1024, 2048, 4096, 8192}},
             {"prefetch_prefill", {0, 2048}}, {"weights_copy", {0, 1}}, {"few_tokens", {0, 1}},
             {"chunks", {0, 4, 8, 16, 32}}, {"chunks_decode", {0, 4, 16}},
-            {"row_pairs", {0, 8, 16, 32}}};
+            {"row_pairs", {0, 8, 16, 32}}, {"token_chunk", {0, 20480, 40960, 81920}}};
 }
 
 }  // namespace qwen3moe

@@ -20,6 +20,10 @@
 //            about m chunks per thread taken from a shared counter (runtime/thread-pool.h);
 //            0 = static (one contiguous chunk per thread).
 //  chunks_decode  the same for one-token batches (decode).
+//  token_chunk  bytes of Q8K activation blocks per token chunk of a multi-token matvec: every
+//            row of a thread's chunk for the first chunk of tokens, then the next, so the
+//            chunk's activations stay in L1 (multiples of 8 tokens, at least 8); 0 = all tokens
+//            per row.
 //  row_pairs the MoE expert regions weigh a row of an expert with c tokens as c * blocks + this
 //            many (token, block) pairs (the row's fixed cost); 0 = by token count alone.
 #pragma once
@@ -44,6 +48,8 @@ inline int chunks() { return g_chunks.load(std::memory_order_relaxed); }
 inline int chunks_decode() { return g_chunks_decode.load(std::memory_order_relaxed); }
 extern std::atomic<int> g_row_pairs;      // MoE row fixed cost in (token, block) pairs
 inline int row_pairs() { return g_row_pairs.load(std::memory_order_relaxed); }
+extern std::atomic<int> g_token_chunk;    // bytes (0 = off)
+inline int token_chunk_bytes() { return g_token_chunk.load(std::memory_order_relaxed); }
 }  // namespace cpu_tuning
 
 // All knobs and their current values.
