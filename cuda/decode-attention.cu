@@ -7,7 +7,8 @@
 //
 //  1. dec_attn_scores: every block normalises and rotates its G query heads (norm_rope's
 //     expressions) into shared memory; the block that owns the run of the token's own key first
-//     computes k head g the same way and appends K and V at pos to the cache (kv_store's values).
+//     computes k head g the same way and appends K and V at pos to the cache (kv_store's values)
+//     — DecFront, with the norm weights and RoPE rows loaded before the PDL wait.
 //     Item = 32 keys of a tile: the keys (widened from f16 exactly as the
 //     op-by-op kernels do) go to shared memory; warp h computes head h's scores, one key per
 //     lane, each as the full canonical dot in one thread (32 lane partials p_l = canon_fma(q[i],
@@ -112,6 +113,66 @@ __device__ __forceinline__ Layout layout(const DecAttnArgs& p) {
     return L;
 }
 
+// The front of both attention kernels: per-head RMSNorm + NEOX RoPE of the token's q heads
+// (one warp each) and of its k head, K and V appended at pos (norm_rope's and kv_store's
+// values, through lane_norm_rope). It is on every layer's critical path, so there is no chain
+// of dependent loads: preload (before pdl_wait) loads the norm weights and the RoPE rows at
+// pos, which no kernel writes; run (after the wait) issues the loads of the warp's q head and,
+// for the k warp, of the k head and the V row before using any of them. The k warp does its q
+// head too, interleaved with the k head (with G = kDecWarps there is no idle warp); that costs
+// arithmetic, not round trips.
+static_assert(kMaxHeadDim <= kLaneHeadMax, "lane_norm_rope holds a head in registers");
+struct DecFront {
+    LaneHead wq, wk;  // attn_q_norm, attn_k_norm weights
+    LaneRope rope;    // cos / sin rows at pos
+
+    // Before pdl_wait: what run will need besides the heads (q_head: the warp runs; k_head: with
+    // the k head).
+    __device__ __forceinline__ void preload(const DecAttnArgs& p, int64_t pos, bool q_head, bool k_head) {
+        if (q_head) {
+            wq.load(p.q_norm, p.hd);
+            rope.load(p.rope_cos, p.rope_sin, pos, p.hd);
+        }
+        if (k_head) wk.load(p.k_norm, p.hd);
+    }
+
+    // Query head h of KV head g's group -> q_out (shared memory; with `store` also q_normed,
+    // q_rope); with k_head also k head g -> k_normed, k_rope and the K cache row at pos, and the
+    // V row at pos. q_scratch, k_scratch: hd floats of the warp's shared memory each (used when
+    // hd % 64 != 0; k_scratch only with k_head). f16: p.cache_f16, passed as the kernel's
+    // template argument so that only one element type's stores are compiled.
+    __device__ __forceinline__ void run(const DecAttnArgs& p, bool f16, int64_t pos, int g, int h, bool store,
+                                        bool k_head, float* q_out, float* q_scratch, float* k_scratch) const {
+        const int hd = p.hd;
+        const int64_t qh = (int64_t)(g * (p.n_head / p.n_head_kv) + h) * hd, kh = (int64_t)g * hd;
+        const int64_t row = pos * ((int64_t)p.n_head_kv * hd);  // cache row pos
+        LaneHead xq, xk, xv;
+        xq.load(p.q + qh, hd);
+        if (k_head) {
+            xk.load(p.k + kh, hd);
+            xv.load(p.v + kh, hd);
+        }
+        NormRopeDst dq;
+        dq.normed = store ? p.q_normed + qh : nullptr;
+        dq.out = q_out;
+        dq.out2 = store ? p.q_rope + qh : nullptr;
+        dq.sh = q_scratch;
+        if (k_head) {
+            NormRopeDst dk;
+            dk.normed = p.k_normed + kh;
+            dk.out = p.k_rope + kh;
+            dk.cache = p.k_cache;
+            dk.cache_f16 = f16;
+            dk.cache_off = row + kh;
+            dk.sh = k_scratch;
+            lane_norm_rope<2>({xq, xk}, {wq, wk}, rope, p.eps, hd, {dq, dk});
+            xv.store_cache(p.v_cache, f16, row + kh, hd);
+        } else {
+            lane_norm_rope<1>({xq}, {wq}, rope, p.eps, hd, {dq});
+        }
+    }
+};
+
 template <bool F16>
 __global__ void __launch_bounds__(kDecThreads, 1) dec_attn_scores(DecAttnArgs p) {
     __shared__ float q_sh[kMaxGroup][kMaxHeadDim];
@@ -119,31 +180,21 @@ __global__ void __launch_bounds__(kDecThreads, 1) dec_attn_scores(DecAttnArgs p)
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & (kWarp - 1);
     const int g = blockIdx.y, G = p.n_head / p.n_head_kv, hd = p.hd;
     const Layout L = layout(p);
+    const int64_t pos = p.pos[0];  // written before the graph started: may be read before the wait
+    const int n_items = ((int)(pos / kKeys)) + 1;  // 32-key runs covering 0..pos
+    const int64_t kv_row = (int64_t)p.n_head_kv * hd;
+    // Warp `warp` < G of a block with work normalises and rotates q head g * G + warp into q_sh;
+    // warp 0 of the block whose runs include the token's own key (always a block with work) also
+    // does k head g and appends K and V at pos before any key is read.
+    const bool q_head = (int)blockIdx.x < n_items && warp < G;
+    const bool k_head = q_head && warp == 0 && (int)blockIdx.x == (int)((pos / kKeys) % gridDim.x);
+    DecFront front;
+    front.preload(p, pos, q_head, k_head);
     pdl_wait();
     pdl_launch_next();
-    const int64_t pos = p.pos[0];
-    const int n_items = ((int)(pos / kKeys)) + 1;  // 32-key runs covering 0..pos
-    if ((int)blockIdx.x >= n_items) return;        // block-uniform
-    const int64_t kv_row = (int64_t)p.n_head_kv * hd;
-    // The group's q heads: norm + RoPE into q_sh (k_sh rows as the warps' scratch); block 0 of
-    // the group also stores them (q_normed, q_rope).
-    if (warp < G) {
-        const int64_t qh = (int64_t)(g * G + warp) * hd;
-        const bool store = blockIdx.x == 0;
-        warp_norm_rope(p.q + qh, p.q_norm, p.eps, hd, pos, p.rope_cos, p.rope_sin, store ? p.q_normed + qh : nullptr,
-                       q_sh[warp], k_sh[warp], nullptr, false, 0);
-        __syncwarp();
-        if (store)
-            for (int i = lane; i < hd; i += kWarp) p.q_rope[qh + i] = q_sh[warp][i];
-    }
-    // The block whose runs include the token's own key computes k head g (norm + RoPE) and
-    // appends K and V at pos before any key is read.
-    if ((int)blockIdx.x == (int)((pos / kKeys) % gridDim.x) && warp == 0) {
-        const int64_t kh = (int64_t)g * hd;
-        warp_norm_rope(p.k + kh, p.k_norm, p.eps, hd, pos, p.rope_cos, p.rope_sin, p.k_normed + kh, p.k_rope + kh,
-                       k_sh[kMaxGroup], p.k_cache, p.cache_f16, pos * kv_row + kh);
-        for (int i = lane; i < hd; i += kWarp) cache_store(p.v_cache, p.cache_f16, pos * kv_row + kh + i, p.v[kh + i]);
-    }
+    if ((int)blockIdx.x >= n_items) return;  // block-uniform
+    // k_sh rows serve as the warps' scratch; block 0 of the group stores the q heads.
+    if (q_head) front.run(p, F16, pos, g, warp, blockIdx.x == 0, k_head, q_sh[warp], k_sh[warp], k_sh[kMaxGroup]);
     const float kq_scale = canon_div(1.0f, canon_sqrt((float)hd));
     for (int it = blockIdx.x; it < n_items; it += gridDim.x) {
         const int64_t j0 = (int64_t)it * kKeys;
@@ -284,8 +335,9 @@ __global__ void __launch_bounds__(kDecThreads, 1) dec_attn_values(DecAttnArgs p)
 // ---- one launch per step: a thread-block cluster per KV head (sm_90) ----------------------
 //
 // grid (C, n_head_kv) in clusters of C blocks along x; block `rank` of KV head g's cluster:
-//  1. (before the wait) prefetches into L2 the cache rows below pos it will read — written by
-//     earlier steps, and pos itself was written before the graph started;
+//  1. (before the wait) loads the norm weights and RoPE rows of its heads (DecFront) and
+//     prefetches into L2 the cache rows below pos it will read — written by earlier steps, and
+//     pos itself was written before the graph started;
 //  2. computes its G query heads (norm + RoPE, stored by rank 0) and the scores of the 32-key
 //     runs rank, rank + C, ... exactly as dec_attn_scores; the owner of the run holding pos
 //     first appends K and V at pos; each warp keeps the maximum of its head's scores;
@@ -348,6 +400,13 @@ __global__ void __launch_bounds__(kDecThreads, 1) dec_attn_cluster(DecAttnArgs p
     const int64_t pos = p.pos[0];
     const int n_runs = (int)(pos / kKeys) + 1, n_t = (int)(pos / kAttnTile) + 1;
     dec_mark(p.trace, 0);
+    // Warp `warp` < G of a block with runs normalises and rotates q head g * G + warp (rank 0
+    // stores q_normed, q_rope); warp 0 of the owner of the run holding pos (always a block with
+    // runs) also does k head g and appends K and V at pos. Their weights and RoPE rows first.
+    const bool q_head = rank < n_runs && warp < G;
+    const bool k_head = q_head && warp == 0 && rank == (int)((pos / kKeys) % C);
+    DecFront front;
+    front.preload(p, pos, q_head, k_head);
     for (int r = rank; r < n_runs; r += C)
         prefetch_kv_rows<F16>(p.k_cache, kv_row, g, hd, (int64_t)r * kKeys, std::min<int64_t>((int64_t)(r + 1) * kKeys, pos));
     for (int t = rank; t < n_t; t += C)
@@ -356,21 +415,7 @@ __global__ void __launch_bounds__(kDecThreads, 1) dec_attn_cluster(DecAttnArgs p
     pdl_wait();
     pdl_launch_next();
     dec_mark(p.trace, 1);
-    if (rank < n_runs && warp < G) {  // the group's q heads (rank 0 stores q_normed, q_rope)
-        const int64_t qh = (int64_t)(g * G + warp) * hd;
-        const bool store = rank == 0;
-        warp_norm_rope(p.q + qh, p.q_norm, p.eps, hd, pos, p.rope_cos, p.rope_sin, store ? p.q_normed + qh : nullptr,
-                       q_sh + warp * hd, kv_sh + warp * hd, nullptr, false, 0);
-        __syncwarp();
-        if (store)
-            for (int i = lane; i < hd; i += kWarp) p.q_rope[qh + i] = q_sh[warp * hd + i];
-    }
-    if (rank == (int)((pos / kKeys) % C) && warp == 0) {  // k head g and the cache rows at pos
-        const int64_t kh = (int64_t)g * hd;
-        warp_norm_rope(p.k + kh, p.k_norm, p.eps, hd, pos, p.rope_cos, p.rope_sin, p.k_normed + kh, p.k_rope + kh,
-                       e_sh, p.k_cache, p.cache_f16, pos * kv_row + kh);
-        for (int i = lane; i < hd; i += kWarp) cache_store(p.v_cache, p.cache_f16, pos * kv_row + kh + i, p.v[kh + i]);
-    }
+    if (q_head) front.run(p, F16, pos, g, warp, rank == 0, k_head, q_sh + warp * hd, kv_sh + warp * hd, e_sh);
     const float kq_scale = canon_div(1.0f, canon_sqrt((float)hd));
     dec_mark(p.trace, 2);
     const int ldk = hd + 1;  // lanes reading one column of the K run hit distinct banks
