@@ -24,20 +24,30 @@
     } while (0)
 
 // N FFMAs in 8 chains (16 bytes of SASS each); tag makes each instantiation distinct code.
+__device__ __forceinline__ long long clock_after(float dep) {
+    long long t;
+    asm volatile("{\n\t.reg .f32 d;\n\tmov.f32 d, %1;\n\tmov.u64 %0, %%clock64;\n\t}" : "=l"(t) : "f"(dep) : "memory");
+    return t;
+}
+
+// N FFMAs in 8 chains (16 bytes of SASS each); tag makes each instantiation distinct code. The
+// chains start from a value the compiler cannot know before the first clock read, and the
+// second read takes their sum as an input, so the body stays between the two reads.
 template <int N, int Tag>
 __global__ void body(float a, float b, float* out, long long* cyc) {
     float x[8], y[8];
+    const long long t0 = clock_after(a);
+    const float z = __int_as_float((int)(t0 >> 62));  // +0.0f (clock64 < 2^62), unknown to the compiler
 #pragma unroll
-    for (int c = 0; c < 8; ++c) x[c] = a + (float)(c + Tag), y[c] = b * (float)(c + 1);
-    const long long t0 = clock64();
+    for (int c = 0; c < 8; ++c) x[c] = a + (float)(c + Tag) + z, y[c] = b * (float)(c + 1);
 #pragma unroll
     for (int i = 0; i < N / 8; ++i)
 #pragma unroll
         for (int c = 0; c < 8; ++c) x[c] = fmaf(x[c], a, y[(c + i) & 7]);
-    const long long t1 = clock64();
     float s = 0.0f;
 #pragma unroll
     for (int c = 0; c < 8; ++c) s += x[c];
+    const long long t1 = clock_after(s);
     if (threadIdx.x == 0) {
         out[blockIdx.x] = s;
         cyc[blockIdx.x] = t1 - t0;
