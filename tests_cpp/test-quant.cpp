@@ -282,6 +282,52 @@ TEST_CASE("Q8K dots: short rows and every token count 1..17 give the scalar bits
     }
 }
 
+TEST_CASE("Q8K dots: one token against a range of rows gives each row's scalar bits", "[quant]") {
+    // vec_dot_q8k_rows (the one-token matvec path): the AVX-512 short-row form packs the
+    // (row, block) pairs of chunks of rows (64 / nb rows for nb <= 8, 8 rows for nb 9..16);
+    // row counts cross those chunks; a row of all-zero blocks; row_batch and few_tokens off
+    // (per-row calls); with and without prefetch.
+    RestoreLevel restore;
+    std::mt19937 rng(23);
+    for (uint32_t type : {(uint32_t)GGML_TYPE_Q4_K, (uint32_t)GGML_TYPE_Q5_K, (uint32_t)GGML_TYPE_Q6_K,
+                          (uint32_t)GGML_TYPE_Q8_0, (uint32_t)GGML_TYPE_Q4_0}) {
+        for (int64_t nb : {1, 2, 3, 5, 8, 9, 16, 17}) {
+            const int64_t n = 256 * nb;
+            const int rows = 45;  // nb = 3: chunks of 21 rows; nb = 2: 32
+            std::vector<uint8_t> w = random_weights(rng, type, rows * n, nb == 5 ? 300.0f : 0.02f);
+            const int64_t rb = (int64_t)w.size() / rows;
+            std::memset(w.data() + 22 * rb, 0, (size_t)rb);  // row 22: all-zero blocks
+            std::vector<float> x = random_floats(rng, n, 2.5f);
+            std::vector<block_q8k> a((size_t)nb);
+            quantize_row_q8k(x.data(), a.data(), n);
+            std::vector<float> ref((size_t)rows);
+            set_simd_level("scalar");
+            for (int r = 0; r < rows; ++r) ref[(size_t)r] = vec_dot_q8k(type, w.data() + r * rb, a.data(), n);
+            for (const std::string& lv : levels()) {
+                set_simd_level(lv.c_str());
+                for (int mode = 0; mode < 3; ++mode) {  // 0: defaults, 1: row_batch off, 2: few_tokens off
+                    cpu_tuning_set("row_batch", mode == 1 ? 0 : 1);
+                    cpu_tuning_set("few_tokens", mode == 2 ? 0 : 1);
+                    for (int r0 : {0, 1, 7}) {
+                        for (int nr : {1, 2, 8, 21, 22, 33, rows - r0}) {
+                            if (r0 + nr > rows) continue;
+                            INFO("type " << ggml_type_name(type) << " nb " << nb << " level " << lv << " mode " << mode
+                                         << " rows " << r0 << "+" << nr);
+                            std::vector<float> got((size_t)nr, -1.0f);
+                            vec_dot_q8k_rows(type, w.data() + r0 * rb, (size_t)rb, nr, a.data(), n, got.data(),
+                                             nr % 2 ? 0 : 256);
+                            for (int r = 0; r < nr; ++r) REQUIRE(same(got[(size_t)r], ref[(size_t)(r0 + r)]));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    cpu_tuning_set("row_batch", 1);
+    cpu_tuning_set("few_tokens", 1);
+    CHECK_THROWS_AS(vec_dot_q8k_rows(GGML_TYPE_Q4_K, nullptr, 144, -1, nullptr, 256, nullptr), std::invalid_argument);
+}
+
 TEST_CASE("Q8K dot equals the canonical block expression on a hand-built case", "[quant]") {
     RestoreLevel restore;
     // Q6_K block with every code 63 (value +31) and scale 2, d = 0.5; activations all 1 (d = 0.25).

@@ -52,6 +52,10 @@ void matvec_rows(const WeightMatrix& w, int64_t r0, int64_t r1, int n_tok, const
             return;
         }
         const int64_t pf = prefetch >= 0 ? prefetch : cpu_tuning::prefetch_bytes();
+        if (n_tok == 1 && cpu_tuning::row_batch()) {  // one call for the whole row range (same bits)
+            if (r0 < r1) vec_dot_q8k_rows(w.type, w.row(r0), w.row_bytes, r1 - r0, xq, n, y + r0, pf);
+            return;
+        }
         if (pf <= 0 || r0 >= r1) {
             for (int64_t r = r0; r < r1; ++r)
                 vec_dot_q8k_multi(w.type, w.row(r), xq, xq_stride, n_tok, n, y + r, y_stride);

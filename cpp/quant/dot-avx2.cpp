@@ -224,9 +224,15 @@ float canon_dot_avx2(const float* a, const float* b, int64_t n) { return canon_d
 
 void quantize_q8k_avx2(const float* x, block_q8k* y, int64_t n) { quantize_q8k_x8(x, y, n); }
 
+void dot_q8k_rows1_avx2(uint32_t type, const uint8_t* w, size_t row_bytes, int64_t n_rows, const block_q8k* a,
+                        int64_t n, float* out, int64_t prefetch) {
+    rows1_loop(w, row_bytes, n_rows, prefetch,
+               [&](int64_t r) { dot_q8k_avx2(type, w + (size_t)r * row_bytes, a, 0, 1, n, out + r, 0); });
+}
+
 }  // namespace
 
-const DotKernels kDotKernelsAvx2 = {"avx2", dot_q8k_avx2, canon_dot_avx2, quantize_q8k_avx2, axpy_x8, swiglu_x8,
+const DotKernels kDotKernelsAvx2 = {"avx2", dot_q8k_avx2, dot_q8k_rows1_avx2, canon_dot_avx2, quantize_q8k_avx2, axpy_x8, swiglu_x8,
                                     f16_to_f32_x8};
 
 }  // namespace qwen3moe

@@ -25,12 +25,13 @@
 
 namespace qwen3moe {
 namespace cpu_tuning {
-extern std::atomic<int> g_few_tokens;  // runtime/cpu-tuning.h (only the variable: no inline code from
-                                       // a baseline header is instantiated in this AVX-512 unit)
+extern std::atomic<int> g_few_tokens;  // runtime/cpu-tuning.h (only the variables: no inline code from
+extern std::atomic<int> g_row_batch;   // a baseline header is instantiated in this AVX-512 unit)
 }  // namespace cpu_tuning
 namespace {
 
 inline bool dot_rows_few_enabled() { return cpu_tuning::g_few_tokens.load(std::memory_order_relaxed) != 0; }
+inline bool row_batch_enabled() { return cpu_tuning::g_row_batch.load(std::memory_order_relaxed) != 0; }
 
 // 512-bit vector of int16: words 0..15 = lo, words 16..31 = hi.
 inline __m512i split_words(short lo, short hi) {
@@ -382,6 +383,55 @@ void dot_rows_small(const void* w_row, const block_q8k* a, int64_t a_stride, int
     }
 }
 
+// One token, many short rows (nb <= 16): dot_rows_small with (row, block) pairs in the place of
+// (token, block) pairs — pair i = row * nb + b of a chunk of rows packed 8 to a vector for the
+// reduce and the canon terms (the same per-lane operations; every row reads the same
+// activation blocks), then each row's tree32_x8 on its nb lanes. dot_row1_x8 pays one 8-lane
+// reduce and canon step per row even for a 3-block row (the experts' down rows: 5 of 8 lanes
+// idle), plus the 32-float partials in memory and the call; here 8 pairs share them.
+// Rows per chunk: 64 pairs for nb <= 8 (21 rows of 3 blocks, 8 of 8), 8 rows for nb 9..16.
+template <class K>
+void dot_rows1_small(const uint8_t* w, size_t rb, int64_t n_rows, const block_q8k* a, int64_t nb, float* out,
+                     int64_t prefetch) {
+    const int nbi = (int)nb;
+    const int chunk = nbi <= 8 ? 64 / nbi : 8;
+    const uint8_t* const end = w + (size_t)n_rows * rb;
+    const uint8_t* next = w;
+    const __mmask8 live0 = (__mmask8)((1u << (nbi < 8 ? nbi : 8)) - 1u);
+    const __mmask8 live1 = (__mmask8)((1u << (nbi > 8 ? nbi - 8 : 0)) - 1u);
+    const __m256 zero = _mm256_setzero_ps();
+    for (int64_t r0 = 0; r0 < n_rows; r0 += chunk) {
+        const int nr = n_rows - r0 < chunk ? (int)(n_rows - r0) : chunk;
+        if (prefetch > 0) prefetch_rows_upto(next, w + (size_t)(r0 + nr) * rb + prefetch, end);
+        const int np = nr * nbi, ng = (np + 7) / 8;
+        __m256i is[kSmallPairs], ms[kSmallPairs];
+        alignas(32) float dap[kSmallPairs], dp[kSmallPairs], dmp[kSmallPairs], cb[kSmallPairs + 16];
+        for (int rr = 0; rr < nr; ++rr) {
+            const void* row = w + (size_t)(r0 + rr) * rb;
+            for (int b = 0, i = rr * nbi; b < nbi; ++b, ++i) {
+                const typename K::W wd = K::decode(row, b);
+                K::parts(wd, a[b], &is[i], &ms[i]);
+                dap[i] = a[b].d;
+                dp[i] = wd.d;
+                dmp[i] = K::dmin(wd);
+            }
+        }
+        for (int i = np; i < 8 * ng; ++i) {  // dead lanes: zero parts and scales
+            is[i] = ms[i] = _mm256_setzero_si256();
+            dap[i] = dp[i] = dmp[i] = 0.0f;
+        }
+        for (int g = 0; g < ng; ++g)
+            _mm256_store_ps(cb + 8 * g, K::canon_x8(_mm256_load_ps(dap + 8 * g), _mm256_load_ps(dp + 8 * g),
+                                                    _mm256_load_ps(dmp + 8 * g), reduce_i32x8x8(is + 8 * g),
+                                                    reduce_i32x8x8(ms + 8 * g)));
+        // as in dot_rows_small: lane b of a row is c_b (the canonical 0.0f + c_b differs only
+        // in the sign of a zero, which the tree's first +0.0f step removes either way)
+        for (int rr = 0; rr < nr; ++rr)
+            out[r0 + rr] = tree32_x8(_mm256_maskz_loadu_ps(live0, cb + rr * nbi),
+                                     _mm256_maskz_loadu_ps(live1, cb + rr * nbi + 8), zero, zero);
+    }
+}
+
 // Several tokens: 8 tokens at a time share each decoded weight block; token t0+j is lane j.
 template <class K>
 void dot_rows_x8(const void* w_row, const block_q8k* a, int64_t a_stride, int n_tok, int64_t nb, float* out,
@@ -447,6 +497,21 @@ void dot_q8k_avx512(uint32_t type, const void* w_row, const block_q8k* a, int64_
     }
 }
 
+void dot_q8k_rows1_avx512(uint32_t type, const uint8_t* w, size_t row_bytes, int64_t n_rows, const block_q8k* a,
+                          int64_t n, float* out, int64_t prefetch) {
+    const int64_t nb = n / QK_K;
+    if (nb >= 1 && nb <= 16 && dot_rows_few_enabled() && row_batch_enabled()) {
+        switch (type) {
+            case GGML_TYPE_Q4_K: dot_rows1_small<KQ4K>(w, row_bytes, n_rows, a, nb, out, prefetch); return;
+            case GGML_TYPE_Q5_K: dot_rows1_small<KQ5K>(w, row_bytes, n_rows, a, nb, out, prefetch); return;
+            case GGML_TYPE_Q6_K: dot_rows1_small<KQ6K>(w, row_bytes, n_rows, a, nb, out, prefetch); return;
+            default: break;
+        }
+    }
+    rows1_loop(w, row_bytes, n_rows, prefetch,
+               [&](int64_t r) { dot_q8k_avx512(type, w + (size_t)r * row_bytes, a, 0, 1, n, out + r, 0); });
+}
+
 // canon_dot_ref with lanes 0-15 in p0 and 16-31 in p1; the tail is masked so lanes without an
 // element are not touched (an extra +0 could turn a -0 partial into +0).
 float canon_dot_avx512(const float* a, const float* b, int64_t n) {
@@ -475,7 +540,7 @@ void quantize_q8k_avx512(const float* x, block_q8k* y, int64_t n) { quantize_q8k
 
 }  // namespace
 
-const DotKernels kDotKernelsAvx512 = {"avx512vnni", dot_q8k_avx512, canon_dot_avx512, quantize_q8k_avx512,
-                                      axpy_x8,      swiglu_x8,        f16_to_f32_x8};
+const DotKernels kDotKernelsAvx512 = {"avx512vnni", dot_q8k_avx512, dot_q8k_rows1_avx512, canon_dot_avx512,
+                                      quantize_q8k_avx512, axpy_x8, swiglu_x8, f16_to_f32_x8};
 
 }  // namespace qwen3moe

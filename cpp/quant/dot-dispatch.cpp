@@ -98,6 +98,14 @@ void vec_dot_q8k_multi(uint32_t type, const void* w_row, const block_q8k* a, int
     kernels().dot_q8k(type, w_row, a, a_stride_blocks, n_tok, n, out, out_stride);
 }
 
+void vec_dot_q8k_rows(uint32_t type, const uint8_t* w, size_t row_bytes, int64_t n_rows, const block_q8k* a,
+                      int64_t n, float* out, int64_t prefetch) {
+    check_q8k_dot("vec_dot_q8k_rows", type, n);
+    if (n_rows < 0) throw std::invalid_argument("vec_dot_q8k_rows: negative row count");
+    if (n_rows == 0) return;
+    kernels().dot_q8k_rows1(type, w, row_bytes, n_rows, a, n, out, prefetch < 0 ? 0 : prefetch);
+}
+
 float canon_dot(const float* a, const float* b, int64_t n) {
     if (n < 0) throw std::invalid_argument("canon_dot: negative length");
     return kernels().canon_dot(a, b, n);

@@ -149,9 +149,15 @@ void swiglu_scalar(const float* g, const float* u, float* s, int64_t n) {
     for (int64_t i = 0; i < n; ++i) s[i] = canon_silu(g[i]) * u[i];
 }
 
+void dot_q8k_rows1_ref(uint32_t type, const uint8_t* w, size_t row_bytes, int64_t n_rows, const block_q8k* a,
+                       int64_t n, float* out, int64_t prefetch) {
+    rows1_loop(w, row_bytes, n_rows, prefetch,
+               [&](int64_t r) { dot_q8k_ref(type, w + (size_t)r * row_bytes, a, 0, 1, n, out + r, 0); });
+}
+
 }  // namespace
 
-const DotKernels kDotKernelsRef = {"scalar",         dot_q8k_ref,  canon_dot_scalar, quantize_q8k_ref,
+const DotKernels kDotKernelsRef = {"scalar",         dot_q8k_ref,  dot_q8k_rows1_ref, canon_dot_scalar, quantize_q8k_ref,
                                    axpy_scalar, swiglu_scalar,    f16_to_f32_scalar};
 
 }  // namespace qwen3moe

@@ -46,6 +46,12 @@ void vec_dot_q8k_multi(uint32_t type, const void* w_row, const block_q8k* a,
                        int64_t a_stride_blocks, int n_tok, int64_t n, float* out,
                        int64_t out_stride);
 
+// out[r] = vec_dot_q8k(type, w + r * row_bytes, a, n) for r < n_rows, bit-identical (one
+// token against a range of rows in one call; prefetch: bytes of software prefetch ahead of
+// the rows being multiplied, inside the range; 0: none).
+void vec_dot_q8k_rows(uint32_t type, const uint8_t* w, size_t row_bytes, int64_t n_rows, const block_q8k* a,
+                      int64_t n, float* out, int64_t prefetch = 0);
+
 // Canonical 32-lane dot of two float vectors.
 float canon_dot(const float* a, const float* b, int64_t n);
 

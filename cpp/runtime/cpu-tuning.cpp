@@ -3,7 +3,7 @@
 // QWEN3MOE_CPU_FEW_TOKENS (0/1), QWEN3MOE_CPU_CHUNKS and QWEN3MOE_CPU_CHUNKS_DECODE (chunks per
 // thread of the dynamic pool partition, 0 = static), QWEN3MOE_CPU_ROW_PAIRS (MoE row weight),
 // QWEN3MOE_CPU_PREFETCH_PREFILL (bytes; `prefetch` then applies to decode only),
-// QWEN3MOE_CPU_TOKEN_CHUNK (bytes).
+// QWEN3MOE_CPU_TOKEN_CHUNK (bytes), QWEN3MOE_CPU_ROW_BATCH (0/1).
 #include "runtime/cpu-tuning.h"
 
 #include <cstdlib>
@@ -55,6 +55,7 @@ std::atomic<int> g_few_tokens{env_int("QWEN3MOE_CPU_FEW_TOKENS", 1, 0, 1)};
 std::atomic<int> g_chunks{env_int("QWEN3MOE_CPU_CHUNKS", kDefaultChunks, 0, kMaxChunks)};
 std::atomic<int> g_chunks_decode{env_int("QWEN3MOE_CPU_CHUNKS_DECODE", kDefaultChunksDecode, 0, kMaxChunks)};
 std::atomic<int> g_row_pairs{env_int("QWEN3MOE_CPU_ROW_PAIRS", kDefaultRowPairs, 0, kMaxRowPairs)};
+std::atomic<int> g_row_batch{env_int("QWEN3MOE_CPU_ROW_BATCH", 1, 0, 1)};
 std::atomic<int> g_token_chunk{env_int("QWEN3MOE_CPU_TOKEN_CHUNK", kDefaultTokenChunk, 0, kMaxTokenChunk)};
 }  // namespace cpu_tuning
 
@@ -66,7 +67,8 @@ std::map<std::string, int> cpu_tuning_get() {
             {"chunks", cpu_tuning::chunks()},
             {"chunks_decode", cpu_tuning::chunks_decode()},
             {"row_pairs", cpu_tuning::row_pairs()},
-            {"token_chunk", cpu_tuning::token_chunk_bytes()}};
+            {"token_chunk", cpu_tuning::token_chunk_bytes()},
+            {"row_batch", cpu_tuning::row_batch() ? 1 : 0}};
 }
 
 void cpu_tuning_set(const std::string& name, int value) {
@@ -110,6 +112,12 @@ void cpu_tuning_set(const std::string& name, int value) {
         cpu_tuning::g_row_pairs.store(value, std::memory_order_relaxed);
         return;
     }
+    if (name == "row_batch") {
+        if (value != 0 && value != 1)
+            throw std::invalid_argument("cpu tuning 'row_batch' must be 0 or 1, got " + std::to_string(value));
+        cpu_tuning::g_row_batch.store(value, std::memory_order_relaxed);
+        return;
+    }
     if (name == "token_chunk") {
         if (value < 0 || value > kMaxTokenChunk)
             throw std::invalid_argument("cpu tuning 'token_chunk' must be in 0.." + std::to_string(kMaxTokenChunk) +
@@ -119,14 +127,15 @@ void cpu_tuning_set(const std::string& name, int value) {
     }
     throw std::invalid_argument("unknown cpu tuning knob '" + name +
                                 "' (known: prefetch, prefetch_prefill, weights_copy, few_tokens, chunks, chunks_decode, "
-                                "row_pairs, token_chunk)");
+                                "row_pairs, token_chunk, row_batch)");
 }
 
 std::map<std::string, std::vector<int>> cpu_tuning_choices() {
     return {{"prefetch", {0, 1024, 2048, 4096, 8192}},
             {"prefetch_prefill", {0, 2048}}, {"weights_copy", {0, 1}}, {"few_tokens", {0, 1}},
             {"chunks", {0, 4, 8, 16, 32}}, {"chunks_decode", {0, 4, 16}},
-            {"row_pairs", {0, 8, 16, 32}}, {"token_chunk", {0, 20480, 40960, 81920}}};
+            {"row_pairs", {0, 8, 16, 32}}, {"token_chunk", {0, 20480, 40960, 81920}},
+            {"row_batch", {0, 1}}};
 }
 
 }  // namespace qwen3moe

@@ -24,6 +24,9 @@
 //            row of a thread's chunk for the first chunk of tokens, then the next, so the
 //            chunk's activations stay in L1 (multiples of 8 tokens, at least 8); 0 = all tokens
 //            per row.
+//  row_batch  1: one-token matvecs hand a thread's whole row range to one kernel call, whose
+//            AVX-512 short-row form packs the (row, block) pairs of several rows 8 to a vector;
+//            0: one kernel call per row.
 //  row_pairs the MoE expert regions weigh a row of an expert with c tokens as c * blocks + this
 //            many (token, block) pairs (the row's fixed cost); 0 = by token count alone.
 #pragma once
@@ -48,6 +51,8 @@ inline int chunks() { return g_chunks.load(std::memory_order_relaxed); }
 inline int chunks_decode() { return g_chunks_decode.load(std::memory_order_relaxed); }
 extern std::atomic<int> g_row_pairs;      // MoE row fixed cost in (token, block) pairs
 inline int row_pairs() { return g_row_pairs.load(std::memory_order_relaxed); }
+extern std::atomic<int> g_row_batch;      // 0 / 1 (read by quant/dot-avx512.cpp and ops/matvec.cpp)
+inline bool row_batch() { return g_row_batch.load(std::memory_order_relaxed) != 0; }
 extern std::atomic<int> g_token_chunk;    // bytes (0 = off)
 inline int token_chunk_bytes() { return g_token_chunk.load(std::memory_order_relaxed); }
 }  // namespace cpu_tuning
