@@ -189,15 +189,28 @@ Q3_HD int64_t stage_bytes(int64_t n) { return (n + 15 + 16) & ~int64_t(15); }
 
 // The whole block: start copying [src, src + n) into dst (16-byte aligned shared memory);
 // returns the address of src's first byte in dst (src's alignment mod 16 is kept).
+// The copies carry the L2 policy evict_first: a decode step streams ~1.9 GB of weights through
+// the 50 MB L2 once each, and with the default policy they also evict what the next layers
+// reuse — the kernels' code (instruction fetches then go to device memory), activations, the
+// KV rows and the norm weights. Compile with -DQ3_NO_L2_HINT for the plain copies (A/B).
 __device__ __forceinline__ const uint8_t* stage_async(uint8_t* dst, const void* src, int64_t n) {
     const uintptr_t s = reinterpret_cast<uintptr_t>(src);
     const uintptr_t a = s & ~uintptr_t(15), e = (s + (uintptr_t)n + 15) & ~uintptr_t(15);
     const int64_t n16 = (int64_t)((e - a) >> 4);
     const uint32_t d = (uint32_t)__cvta_generic_to_shared(dst);
+#if defined(Q3_NO_L2_HINT)
     for (int64_t i = threadIdx.x; i < n16; i += blockDim.x)
         asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(d + (uint32_t)(16 * i)),
                      "l"(a + (uintptr_t)(16 * i))
                      : "memory");
+#else
+    uint64_t pol;
+    asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(pol));
+    for (int64_t i = threadIdx.x; i < n16; i += blockDim.x)
+        asm volatile("cp.async.cg.shared.global.L2::cache_hint [%0], [%1], 16, %2;" ::"r"(d + (uint32_t)(16 * i)),
+                     "l"(a + (uintptr_t)(16 * i)), "l"(pol)
+                     : "memory");
+#endif
     return dst + (s - a);
 }
 
