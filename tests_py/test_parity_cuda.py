@@ -108,15 +108,20 @@ def _synthetic_models():
     # 256 (o-proj quantises its input itself), and every Q8K-dot type on the fused decode path.
     odd = ModelConfig(n_layer=5, n_embd=1280, n_head=10, n_head_kv=2, head_dim=128, n_expert=8, n_expert_used=3,
                       n_ff_exp=768, n_ff=2048, name="qwen3moe parity (odd widths, synthetic)")
+    # head_dim 96: the fused attention's q/k norm + RoPE front takes its shared-memory exchange
+    # (the NEOX partner of element i < 48 sits in another lane); only the fused-decode test uses it.
+    hd96 = ModelConfig(n_layer=3, n_embd=512, n_head=8, n_head_kv=2, head_dim=96, n_expert=8, n_expert_used=2,
+                       n_ff_exp=256, n_ff=1536, name="qwen3moe parity (head_dim 96, synthetic)")
     return {
         "tiny-Q4_K_M": ("tiny", "Q4_K_M"),
         "tiny-mixed": ("tiny", _mixed_types(4)),
         "wide-Q4_K_M": (wide, "Q4_K_M"),
         "odd-q8k-mixed": (odd, _q8k_mixed_types(5)),
+        "hd96-Q4_K_M": (hd96, "Q4_K_M"),
     }
 
 
-MODEL_IDS = list(_synthetic_models()) + [
+MODEL_IDS = [m for m in _synthetic_models() if m != "hd96-Q4_K_M"] + [
     pytest.param("env:QWEN3MOE_PARITY_MODEL", marks=pytest.mark.slow),
     pytest.param("env:QWEN3MOE_MODEL", marks=pytest.mark.slow),
 ]
@@ -450,6 +455,15 @@ def test_fused_decode_across_attention_tiles(model_paths, monkeypatch, attn):
     for k, v in attn.items():
         monkeypatch.setenv(k, v)
     _assert_fresh_fused_decode(model_paths("wide-Q4_K_M"), seed=81, prompt_len=250, n_steps=80)
+
+
+@pytest.mark.parametrize("attn", [{}, {"QWEN3MOE_CUDA_DECODE_CLUSTER": "0"}], ids=["cluster", "2launch"])
+def test_fused_decode_head_dim_not_multiple_of_64(model_paths, monkeypatch, attn):
+    # head_dim 96: the attention front's RoPE partners exchange through shared memory (both
+    # attention kernels); the group's 4 x 96 outputs are no whole Q8K blocks either.
+    for k, v in attn.items():
+        monkeypatch.setenv(k, v)
+    _assert_fresh_fused_decode(model_paths("hd96-Q4_K_M"), seed=57, prompt_len=40, n_steps=40)
 
 
 def test_fused_decode_phase_trace(model_paths, monkeypatch):
