@@ -109,7 +109,8 @@ def _synthetic_models():
     odd = ModelConfig(n_layer=5, n_embd=1280, n_head=10, n_head_kv=2, head_dim=128, n_expert=8, n_expert_used=3,
                       n_ff_exp=768, n_ff=2048, name="qwen3moe parity (odd widths, synthetic)")
     # head_dim 96: the fused attention's q/k norm + RoPE front takes its shared-memory exchange
-    # (the NEOX partner of element i < 48 sits in another lane); only the fused-decode test uses it.
+    # (the NEOX partner of element i < 48 sits in another lane). Used by the (model, activations)
+    # CASES and the head-dim fused-decode test, not by the MODEL_IDS tests.
     hd96 = ModelConfig(n_layer=3, n_embd=512, n_head=8, n_head_kv=2, head_dim=96, n_expert=8, n_expert_used=2,
                        n_ff_exp=256, n_ff=1536, name="qwen3moe parity (head_dim 96, synthetic)")
     return {
