@@ -59,75 +59,48 @@ std::atomic<int> g_row_batch{env_int("QWEN3MOE_CPU_ROW_BATCH", 1, 0, 1)};
 std::atomic<int> g_token_chunk{env_int("QWEN3MOE_CPU_TOKEN_CHUNK", kDefaultTokenChunk, 0, kMaxTokenChunk)};
 }  // namespace cpu_tuning
 
+namespace {
+// Every knob: its variable, its range [0, hi] (hi = 1: a switch) and the unit its error names.
+struct Knob {
+    const char* name;
+    std::atomic<int>* value;
+    int hi;
+    const char* unit;  // appended to the range in errors ("" for none)
+};
+const Knob kKnobs[] = {
+    {"prefetch", &cpu_tuning::g_prefetch, kMaxPrefetch, " bytes"},
+    {"prefetch_prefill", &cpu_tuning::g_prefetch_prefill, kMaxPrefetch, " bytes"},
+    {"weights_copy", &cpu_tuning::g_weights_copy, 1, ""},
+    {"few_tokens", &cpu_tuning::g_few_tokens, 1, ""},
+    {"chunks", &cpu_tuning::g_chunks, kMaxChunks, " chunks per thread"},
+    {"chunks_decode", &cpu_tuning::g_chunks_decode, kMaxChunks, " chunks per thread"},
+    {"row_pairs", &cpu_tuning::g_row_pairs, kMaxRowPairs, ""},
+    {"token_chunk", &cpu_tuning::g_token_chunk, kMaxTokenChunk, " bytes"},
+    {"row_batch", &cpu_tuning::g_row_batch, 1, ""},
+};
+}  // namespace
+
 std::map<std::string, int> cpu_tuning_get() {
-    return {{"prefetch", cpu_tuning::prefetch_bytes()},
-            {"prefetch_prefill", cpu_tuning::prefetch_prefill_bytes()},
-            {"weights_copy", cpu_tuning::weights_copy() ? 1 : 0},
-            {"few_tokens", cpu_tuning::g_few_tokens.load(std::memory_order_relaxed)},
-            {"chunks", cpu_tuning::chunks()},
-            {"chunks_decode", cpu_tuning::chunks_decode()},
-            {"row_pairs", cpu_tuning::row_pairs()},
-            {"token_chunk", cpu_tuning::token_chunk_bytes()},
-            {"row_batch", cpu_tuning::row_batch() ? 1 : 0}};
+    std::map<std::string, int> m;
+    for (const Knob& k : kKnobs) m[k.name] = k.value->load(std::memory_order_relaxed);
+    return m;
 }
 
 void cpu_tuning_set(const std::string& name, int value) {
-    if (name == "prefetch") {
-        if (value < 0 || value > kMaxPrefetch)
-            throw std::invalid_argument("cpu tuning 'prefetch' must be in 0.." + std::to_string(kMaxPrefetch) +
-                                        " bytes, got " + std::to_string(value));
-        cpu_tuning::g_prefetch.store(value, std::memory_order_relaxed);
-        return;
+    std::string known;
+    for (const Knob& k : kKnobs) {
+        if (name == k.name) {
+            if (value < 0 || value > k.hi)
+                throw std::invalid_argument("cpu tuning '" + name + "' must be " +
+                                            (k.hi == 1 ? std::string("0 or 1")
+                                                       : "in 0.." + std::to_string(k.hi) + k.unit) +
+                                            ", got " + std::to_string(value));
+            k.value->store(value, std::memory_order_relaxed);
+            return;
+        }
+        known += (known.empty() ? "" : ", ") + std::string(k.name);
     }
-    if (name == "prefetch_prefill") {
-        if (value < 0 || value > kMaxPrefetch)
-            throw std::invalid_argument("cpu tuning 'prefetch_prefill' must be in 0.." + std::to_string(kMaxPrefetch) +
-                                        " bytes, got " + std::to_string(value));
-        cpu_tuning::g_prefetch_prefill.store(value, std::memory_order_relaxed);
-        return;
-    }
-    if (name == "weights_copy") {
-        if (value != 0 && value != 1)
-            throw std::invalid_argument("cpu tuning 'weights_copy' must be 0 or 1, got " + std::to_string(value));
-        cpu_tuning::g_weights_copy.store(value, std::memory_order_relaxed);
-        return;
-    }
-    if (name == "few_tokens") {
-        if (value != 0 && value != 1)
-            throw std::invalid_argument("cpu tuning 'few_tokens' must be 0 or 1, got " + std::to_string(value));
-        cpu_tuning::g_few_tokens.store(value, std::memory_order_relaxed);
-        return;
-    }
-    if (name == "chunks" || name == "chunks_decode") {
-        if (value < 0 || value > kMaxChunks)
-            throw std::invalid_argument("cpu tuning '" + name + "' must be in 0.." + std::to_string(kMaxChunks) +
-                                        " chunks per thread, got " + std::to_string(value));
-        (name == "chunks" ? cpu_tuning::g_chunks : cpu_tuning::g_chunks_decode).store(value, std::memory_order_relaxed);
-        return;
-    }
-    if (name == "row_pairs") {
-        if (value < 0 || value > kMaxRowPairs)
-            throw std::invalid_argument("cpu tuning 'row_pairs' must be in 0.." + std::to_string(kMaxRowPairs) +
-                                        ", got " + std::to_string(value));
-        cpu_tuning::g_row_pairs.store(value, std::memory_order_relaxed);
-        return;
-    }
-    if (name == "row_batch") {
-        if (value != 0 && value != 1)
-            throw std::invalid_argument("cpu tuning 'row_batch' must be 0 or 1, got " + std::to_string(value));
-        cpu_tuning::g_row_batch.store(value, std::memory_order_relaxed);
-        return;
-    }
-    if (name == "token_chunk") {
-        if (value < 0 || value > kMaxTokenChunk)
-            throw std::invalid_argument("cpu tuning 'token_chunk' must be in 0.." + std::to_string(kMaxTokenChunk) +
-                                        " bytes, got " + std::to_string(value));
-        cpu_tuning::g_token_chunk.store(value, std::memory_order_relaxed);
-        return;
-    }
-    throw std::invalid_argument("unknown cpu tuning knob '" + name +
-                                "' (known: prefetch, prefetch_prefill, weights_copy, few_tokens, chunks, chunks_decode, "
-                                "row_pairs, token_chunk, row_batch)");
+    throw std::invalid_argument("unknown cpu tuning knob '" + name + "' (known: " + known + ")");
 }
 
 std::map<std::string, std::vector<int>> cpu_tuning_choices() {
