@@ -411,7 +411,7 @@ __device__ __forceinline__ void tiled_accumulate(const float* e_sh, const float*
 }
 
 template <bool F16, int NC, int MINB, int KPASS>
-__global__ void __launch_bounds__(kTiledThreads, MINB) attn_tiled_kernel(AttentionArgs p) {
+__global__ void __launch_bounds__(kTiledThreads, MINB) attn_tiled_kernel(AttentionArgs p, float* cache, int cache_tiles) {
     constexpr int S = tiled_stride<NC>();
     constexpr int KPT = KPASS;  // keys per thread per score pass (kKeysPerThread / KPT passes)
     extern __shared__ float4 tiled_smem[];
@@ -466,6 +466,14 @@ __global__ void __launch_bounds__(kTiledThreads, MINB) attn_tiled_kernel(Attenti
     __syncthreads();
     const int64_t kmax = range_sh[0];  // last key any row of the block sees (-1: none)
     const int minpos = range_sh[1];
+    // Score cache: pass 1 stores each thread's scores s * kq_scale in its own slots of global
+    // scratch (tile t, element i of its 4 x 4 register tile: creg[(16 t + i) * kTiledThreads]),
+    // and pass 2 reads them back instead of reloading K and recomputing them. A thread reads only
+    // what it wrote, so no fence is needed; the value is the same float either way.
+    const bool cached = cache != nullptr && kmax < (int64_t)cache_tiles * kAttnTile;  // block-uniform
+    float* creg = cached ? cache + ((int64_t)blockIdx.y * gridDim.x + blockIdx.x) * cache_tiles *
+                                       (int64_t)(kRowsPerThread * kKeysPerThread * kTiledThreads) + tid
+                         : nullptr;
 
     // Score tile of this thread: rows rg + 8 i, keys kg + 32 k.
     const int rg = (warp >> 2) * 4 + (lane >> 3), kg = (warp & 3) * 8 + (lane & 7);
@@ -493,6 +501,9 @@ __global__ void __launch_bounds__(kTiledThreads, MINB) attn_tiled_kernel(Attenti
                     const int64_t key = t0 + kg + kKeyGroups * (kh * KPT + k);
                     if (key <= spos[r]) mx[r] = fmaxf(mx[r], sc);
                     if (key == 0) s0_sh[rg + kRowGroups * r] = sc;
+                    if (cached)
+                        creg[((t0 / kAttnTile) * (kRowsPerThread * kKeysPerThread) + r * kKeysPerThread + kh * KPT + k) *
+                             (int64_t)kTiledThreads] = sc;
                 }
             }
         }
@@ -532,24 +543,44 @@ __global__ void __launch_bounds__(kTiledThreads, MINB) attn_tiled_kernel(Attenti
 
     // Pass 2: tiles in ascending order.
     for (int64_t t0 = 0; t0 <= kmax; t0 += kAttnTile) {
-        tiled_load_kv<F16, NC, true>(kv_sh, p.k_cache, t0, kmax, kv_row, hoff, hd);
-        __syncthreads();
-        for (int kh = 0; kh < kKeysPerThread / KPT; ++kh) {
-            float s[kRowsPerThread][KPT];
-            tiled_node<NC, KPT, 0, 1>(qp, kp + kh * KPT * kKeyGroups * S, hd, s);
+        if (cached) {  // V at once (the buffer is free), e_j from the stored scores
+            tiled_load_kv<F16, NC, false>(kv_sh, p.v_cache, t0, kmax, kv_row, hoff, hd);
+            const float* ct = creg + (t0 / kAttnTile) * (kRowsPerThread * kKeysPerThread) * (int64_t)kTiledThreads;
+            float sc[kRowsPerThread][kKeysPerThread];
+#pragma unroll
+            for (int r = 0; r < kRowsPerThread; ++r)
+#pragma unroll
+                for (int k = 0; k < kKeysPerThread; ++k) sc[r][k] = ct[(r * kKeysPerThread + k) * kTiledThreads];
 #pragma unroll
             for (int r = 0; r < kRowsPerThread; ++r) {
 #pragma unroll
-                for (int k = 0; k < KPT; ++k) {
-                    const int kl = kg + kKeyGroups * (kh * KPT + k);  // key within the tile
-                    const float e = t0 + kl <= spos[r] ? canon_exp(s[r][k] * kq_scale - sm[r]) : 0.0f;
+                for (int k = 0; k < kKeysPerThread; ++k) {
+                    const int kl = kg + kKeyGroups * k;  // key within the tile
+                    const float e = t0 + kl <= spos[r] ? canon_exp(sc[r][k] - sm[r]) : 0.0f;
                     e_sh[(rg + kRowGroups * r) * kEStride + kl] = e;
                 }
             }
+            __syncthreads();
+        } else {
+            tiled_load_kv<F16, NC, true>(kv_sh, p.k_cache, t0, kmax, kv_row, hoff, hd);
+            __syncthreads();
+            for (int kh = 0; kh < kKeysPerThread / KPT; ++kh) {
+                float s[kRowsPerThread][KPT];
+                tiled_node<NC, KPT, 0, 1>(qp, kp + kh * KPT * kKeyGroups * S, hd, s);
+#pragma unroll
+                for (int r = 0; r < kRowsPerThread; ++r) {
+#pragma unroll
+                    for (int k = 0; k < KPT; ++k) {
+                        const int kl = kg + kKeyGroups * (kh * KPT + k);  // key within the tile
+                        const float e = t0 + kl <= spos[r] ? canon_exp(s[r][k] * kq_scale - sm[r]) : 0.0f;
+                        e_sh[(rg + kRowGroups * r) * kEStride + kl] = e;
+                    }
+                }
+            }
+            __syncthreads();  // K tile consumed; V goes to the same buffer
+            tiled_load_kv<F16, NC, false>(kv_sh, p.v_cache, t0, kmax, kv_row, hoff, hd);
+            __syncthreads();
         }
-        __syncthreads();  // K tile consumed; V goes to the same buffer
-        tiled_load_kv<F16, NC, false>(kv_sh, p.v_cache, t0, kmax, kv_row, hoff, hd);
-        __syncthreads();
         const int64_t rest = kmax + 1 - t0;
         const int tl = (int)(rest < kAttnTile ? rest : kAttnTile);
         float z = 0.0f, a[kRowsPerThread][NC];
@@ -596,6 +627,15 @@ __global__ void __launch_bounds__(kTiledThreads, MINB) attn_tiled_kernel(Attenti
     }
 }
 
+// Floats of the tiled kernel's score cache for n_tok query tokens and keys 0 .. n_keys - 1: one
+// slot per (row, key) of every block's tiles.
+size_t tiled_cache_floats(int64_t n_tok, int n_head, int n_head_kv, int64_t n_keys) {
+    const int64_t G = n_head / n_head_kv;
+    const int64_t blocks = (n_tok * G + kTiledRows - 1) / kTiledRows;
+    const int64_t tiles = (n_keys + kAttnTile - 1) / kAttnTile;
+    return (size_t)(blocks * n_head_kv * tiles * (int64_t)kTiledRows * kAttnTile);
+}
+
 // Launches the tiled kernel for head_dim chunks NC; false if the device cannot give it the
 // shared memory it needs (the caller falls back to the one-block kernel).
 template <int NC>
@@ -611,14 +651,21 @@ bool tiled_launch(const AttentionArgs& p, cudaStream_t stream) {
     const int64_t blocks = ((int64_t)p.n_tok * G + kTiledRows - 1) / kTiledRows;
     if (blocks > 0x7fffffff || p.n_head_kv > 65535) return false;
     const dim3 grid((unsigned)blocks, (unsigned)p.n_head_kv);
+    // The score cache when the scratch holds every block's tiles up to the last key (the known
+    // largest position, else n_ctx); without it pass 2 recomputes the scores (same bits).
+    const int64_t last = p.max_pos >= 0 && p.max_pos < p.n_ctx ? p.max_pos : p.n_ctx - 1;
+    const int cache_tiles = (int)(last / kAttnTile + 1);
+    const bool use_cache = p.split != 1 && p.scratch &&
+                           p.scratch_floats >= tiled_cache_floats(p.n_tok, p.n_head, p.n_head_kv, last + 1);
+    float* cache = use_cache ? p.scratch : nullptr;
     if (p.cache_f16) {
         Q3_CUDA_CHECK(cudaFuncSetAttribute(attn_tiled_kernel<true, NC, minb, kpass>,
                                            cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-        attn_tiled_kernel<true, NC, minb, kpass><<<grid, kTiledThreads, smem, stream>>>(p);
+        attn_tiled_kernel<true, NC, minb, kpass><<<grid, kTiledThreads, smem, stream>>>(p, cache, cache_tiles);
     } else {
         Q3_CUDA_CHECK(cudaFuncSetAttribute(attn_tiled_kernel<false, NC, minb, kpass>,
                                            cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-        attn_tiled_kernel<false, NC, minb, kpass><<<grid, kTiledThreads, smem, stream>>>(p);
+        attn_tiled_kernel<false, NC, minb, kpass><<<grid, kTiledThreads, smem, stream>>>(p, cache, cache_tiles);
     }
     Q3_CUDA_CHECK_LAUNCH();
     return true;
@@ -635,6 +682,11 @@ bool tiled_attention(const AttentionArgs& p, cudaStream_t stream) {
 size_t attention_scratch_floats(int n_tok, int n_head, int hd, int64_t n_ctx) {
     const int64_t n_tiles = (n_ctx + kAttnTile - 1) / kAttnTile;
     return (size_t)n_tok * n_head * ((size_t)n_ctx + (size_t)n_tiles * (2 + (size_t)hd));
+}
+
+size_t attention_prefill_scratch_floats(int n_tok, int n_head, int n_head_kv, int64_t n_keys) {
+    if (n_tok <= 0 || n_head <= 0 || n_head_kv <= 0 || n_head % n_head_kv != 0 || n_keys <= 0) return 0;
+    return tiled_cache_floats(n_tok, n_head, n_head_kv, n_keys);
 }
 
 void attention_launch(const AttentionArgs& p, cudaStream_t stream) {

@@ -34,6 +34,9 @@ namespace {
 size_t padded16(size_t n) { return (n + 15) & ~size_t(15); }
 
 constexpr int kSplitRows = 8;  // batches up to this many rows may use split-K attention
+// Prefill batches (more than kSplitRows tokens) keep their attention scores for keys below this
+// many in a buffer sized with the batch (beyond it the tiled kernel recomputes them: same bits).
+constexpr int64_t kPrefillScoreKeys = 8192;
 
 std::string mib(size_t b) { return std::to_string((b + (1u << 20) - 1) >> 20) + " MiB"; }
 
@@ -150,8 +153,9 @@ private:
         DeviceBuffer tokens;                // [cap] int32
         DeviceBuffer pos;                   // [cap] int32
         DeviceBuffer moe_groups;            // moe_group_ints(cap*k, n_expert) int32: slots by expert
+        DeviceBuffer attn_scores;           // prefill attention score cache (cap > kSplitRows)
         size_t bytes() const {
-            size_t b = hidden_q8.size() + tokens.size() + pos.size() + moe_groups.size();
+            size_t b = hidden_q8.size() + tokens.size() + pos.size() + moe_groups.size() + attn_scores.size();
             for (int i = 0; i < (int)Act::count; ++i) b += act[i].size() + q8[i].size();
             return b;
         }
@@ -160,6 +164,7 @@ private:
     void use_device() const { set_device(device_); }
     Buffers make_buffers(int cap) const;
     size_t buffer_bytes(int cap) const;
+    size_t prefill_score_floats(int cap) const;  // the prefill attention score cache of cap tokens
     void ensure_capacity(int T);
     const DevWeight& weight(const Tensor& t) const;
     const float* norm(const NormWeight& w) const;
@@ -356,6 +361,11 @@ CudaBackend::~CudaBackend() {
     }
 }
 
+size_t CudaBackend::prefill_score_floats(int cap) const {
+    if (cap <= kSplitRows) return 0;
+    return attention_prefill_scratch_floats(cap, hp_.n_head, hp_.n_head_kv, std::min<int64_t>(n_ctx_, kPrefillScoreKeys));
+}
+
 size_t CudaBackend::buffer_bytes(int cap) const {
     size_t b = 0;
     for (int i = 0; i < (int)Act::count; ++i) {
@@ -368,6 +378,7 @@ size_t CudaBackend::buffer_bytes(int cap) const {
         b += (size_t)cap * hp_.n_expert_used * (hp_.n_ff_exp / QK_K) * sizeof(block_q8k);
     if (cap > 1 && hp_.n_expert <= kMoeGroupMaxMat)
         b += moe_group_ints((int64_t)cap * hp_.n_expert_used, hp_.n_expert) * sizeof(int32_t);
+    b += prefill_score_floats(cap) * sizeof(float);
     return b + 2 * (size_t)cap * 4;
 }
 
@@ -385,6 +396,7 @@ CudaBackend::Buffers CudaBackend::make_buffers(int cap) const {
     b.pos = DeviceBuffer((size_t)cap * 4);
     if (cap > 1 && hp_.n_expert <= kMoeGroupMaxMat)  // prefill: expert slots grouped by expert
         b.moe_groups = DeviceBuffer(moe_group_ints((int64_t)cap * hp_.n_expert_used, hp_.n_expert) * sizeof(int32_t));
+    if (const size_t f = prefill_score_floats(cap)) b.attn_scores = DeviceBuffer(f * sizeof(float));
     return b;
 }
 
@@ -549,6 +561,9 @@ void CudaBackend::attention(int il) {
     if (T_ <= kSplitRows) {  // decode: split-K over key tiles when the context is long
         p.scratch = attn_scratch_.as<float>();
         p.scratch_floats = attn_scratch_.size() / sizeof(float);
+    } else if (bufs_.attn_scores.size()) {  // prefill: the tiled kernel's score cache
+        p.scratch = bufs_.attn_scores.as<float>();
+        p.scratch_floats = bufs_.attn_scores.size() / sizeof(float);
     }
     cuda::attention(p, stream_);
     q8_valid_[(int)Act::attn_out] = false;

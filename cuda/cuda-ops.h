@@ -172,6 +172,9 @@ struct AttentionArgs {
     float* scratch = nullptr;         // device, attention_scratch_floats(...) floats, or nullptr
     size_t scratch_floats = 0;        // size of scratch
     int64_t max_pos = -1;             // largest pos[t] if known on the host (-1: unknown)
+    // The tiled prefill kernel keeps its scores in scratch (instead of recomputing them in its
+    // second pass) when scratch holds attention_prefill_scratch_floats(n_tok, n_head, n_head_kv,
+    // max_pos + 1) floats (n_ctx when max_pos is unknown) and split != 1.
     // 0 auto; 1 never split-K (tiled prefill kernel for n_tok > 8, else one block per
     // (token, head)); 2 always split-K (needs scratch); 3 the tiled prefill kernel for any n_tok;
     // 4 one block per (token, head) for any n_tok (the pre-tiling prefill kernel, kept for
@@ -181,6 +184,8 @@ struct AttentionArgs {
 void attention(const AttentionArgs& args, void* stream);
 // Scratch floats the split-K path needs for n_tok query tokens.
 size_t attention_scratch_floats(int n_tok, int n_head, int hd, int64_t n_ctx);
+// Scratch floats of the tiled prefill kernel's score cache for n_tok tokens and keys 0 .. n_keys-1.
+size_t attention_prefill_scratch_floats(int n_tok, int n_head, int n_head_kv, int64_t n_keys);
 
 // router.cu: softmax over the logits of each token, top-k (ties -> lower index, ranked by
 // descending probability), weights renormalised by their sequential sum.

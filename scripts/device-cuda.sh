@@ -2,7 +2,7 @@
 # GPU-machine driver (run through the device tool from the repo root): build the package on
 # the device, then run the requested steps, writing logs and JSON under $OUT.
 #   steps: build  cudatests  fusedtests  optests  synthbg  waitsynth  benchtg  trace  profdec  synth30b  parity30b  bench30b
-#          cpubench30b  cpuab  profile  vram32k
+#          cpubench30b  cpuab  profile  prefprof  ncuprefill  vram32k
 #          sanitize (compute-sanitizer)  reliab
 # Carried wheels for packages missing there (gguf) are expected in .whl/. CUDA_FLAGS (e.g.
 # -lineinfo, for Nsight Compute's source view) is added to the CUDA compile flags.
@@ -102,6 +102,23 @@ for step in $steps; do
         echo "-- cuda_profile $spec" | tee -a "$OUT/profile.log"
         python3 bench/cuda_profile.py $M30 $spec 2>&1 | tee -a "$OUT/profile.log" | grep -v "^-" | head -30
       done
+      ;;
+    prefprof)  # prefill only: the attention kernels alone, then pp512's kernels at depth 0 and 4096
+      log prefprof
+      python3 bench/attn_bench.py 512 0 4096 2>&1 | tee "$OUT/attn_bench.log"
+      for spec in "512 0 0" "512 4096 0"; do
+        echo "-- cuda_profile $spec" | tee -a "$OUT/prefprof.log"
+        python3 bench/cuda_profile.py $M30 $spec 2>&1 | tee -a "$OUT/prefprof.log" | grep -v "^-" | head -30
+      done
+      ;;
+    ncuprefill)  # Nsight Compute on ~one layer of a pp512 prefill (NCU_SKIP launches skipped)
+      log ncuprefill
+      timeout 400 ncu --clock-control none --section SpeedOfLight --section Occupancy --section LaunchStats \
+        --section WarpStateStats --section SchedulerStats --section MemoryWorkloadAnalysis \
+        --section ComputeWorkloadAnalysis --section InstructionStats \
+        -k regex:"${NCU_K:-attn_tiled|matvec_mma_wide|matvec_tiled}" --launch-skip ${NCU_SKIP:-30} \
+        --launch-count ${NCU_COUNT:-8} python3 bench/ncu_prefill.py $M30 512 0 > "$OUT/ncu-prefill.txt" 2>&1
+      grep -E "attn_tiled|matvec_|Duration|Registers Per|Achieved Occupancy|Compute \(SM\) Throughput|Memory Throughput|Issue Slots Busy|No Eligible" "$OUT/ncu-prefill.txt" | head -120
       ;;
     vram32k)
       log vram32k

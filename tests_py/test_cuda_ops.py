@@ -396,6 +396,28 @@ def test_matvec_f32act_f32_any_length(n):
     assert_bits_equal(got, want, f"matvec_f32act F32 n={n}")
 
 
+@pytest.mark.parametrize("n_rows,n,n_tok", [(128, 2048, 512), (128, 2048, 37), (33, 800, 17), (5, 96, 2),
+                                           (40, 32, 300), (7, 100, 9)])
+def test_matvec_f32act_f32_prefill_rows(n_rows, n, n_tok):
+    # F32 rows x many tokens without expert ids (the prefill router; blocks of 32 rows x 16
+    # tokens, chunks of 256 values with a partial last chunk; n % 32 != 0 takes the tiled path).
+    rng = np.random.default_rng(_seed(n_rows, n, n_tok))
+    w = rng.standard_normal((n_rows, n)).astype(np.float32)
+    w[3 % n_rows, 5 % n] = np.float32(-0.0)
+    x = (rng.standard_normal((n_tok, n)) * 3).astype(np.float32)
+    x[n_tok // 2] = 0.0  # a zero token: every lane partial stays +0.0f
+    got = _core.cuda_ops_matvec_f32act(quant.type_id("F32"), w.view(np.uint8), n, x)
+    small = n_tok * n_rows <= 4096
+    rows = range(n_rows) if small else sorted({r for r in (0, 1, 15, 16, 31, 32, 77, n_rows - 1) if r < n_rows})
+    toks = range(n_tok) if small else sorted({t for t in (0, 1, 15, 16, n_tok // 2, n_tok - 1) if t < n_tok})
+    want = np.array([[quant.canon_dot(w[r], x[t]) for r in rows] for t in toks], dtype=np.float32)
+    assert_bits_equal(got[np.ix_(list(toks), list(rows))], want, f"matvec_f32act F32 prefill rows={n_rows} n={n} tok={n_tok}")
+    # Every row of every token against the one-token launch (the decode shape).
+    one = np.concatenate([_core.cuda_ops_matvec_f32act(quant.type_id("F32"), w.view(np.uint8), n, x[t:t + 1])
+                          for t in range(0, n_tok, max(1, n_tok // 8))])
+    assert_bits_equal(got[::max(1, n_tok // 8)], one, f"matvec_f32act F32 prefill vs one token rows={n_rows} n={n}")
+
+
 @pytest.mark.parametrize("typ", ["F32", "BF16", "Q4_K", "Q6_K"])
 def test_matvec_f32act_expert_ids(typ):
     rng = np.random.default_rng(5)
@@ -620,9 +642,10 @@ def test_attention_tiled(cache_f16, n_tok, n_head, n_head_kv, hd, layout):
     q, k, v, pos = _attn_case(n_tok, n_head, n_head_kv, hd, layout, cache_f16, _seed(n_tok, n_head, hd, layout))
     invalid = layout == "invalid"
     want = _cpu_attention_rows(q, k, v, pos, n_head_kv)
-    # split 0: auto (n_tok > 8 takes the tiled kernel); 3: the tiled kernel forced; 4: the old
-    # one-block-per-(token, head) kernel, which must agree too.
-    for split in (0, 3, 4):
+    # split 0: auto (n_tok > 8 takes the tiled kernel, scores cached in scratch); 1: the tiled
+    # kernel recomputing its scores; 3: the tiled kernel forced (cache sized by the known largest
+    # position, or by n_ctx); 4: the old one-block-per-(token, head) kernel, which must agree too.
+    for split in (0, 1, 3, 4):
         for known in ((True, False) if split == 3 else (True,)):
             got = _core.cuda_ops_attention(q, k, v, pos, n_head_kv, split, known, allow_invalid_pos=invalid)
             what = (f"tiled attention split={split} known={known} n_tok={n_tok} heads={n_head}/{n_head_kv} "

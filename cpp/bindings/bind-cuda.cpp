@@ -365,7 +365,8 @@ py::array_t<float> op_attention(const Arr<float>& q, const py::array& k_cache, c
     // in shared memory); known_max_pos=False exercises the recomputing path.
     if (known_max_pos || split == 0 || split == 2) p.max_pos = mx;
     if (split != 1) {
-        p.scratch_floats = qc::attention_scratch_floats(n_tok, n_head, hd, n_ctx);
+        p.scratch_floats = std::max(qc::attention_scratch_floats(n_tok, n_head, hd, n_ctx),
+                                    qc::attention_prefill_scratch_floats(n_tok, n_head, n_head_kv, n_ctx));
         scratch = qc::DeviceBuffer(p.scratch_floats * sizeof(float));
         p.scratch = scratch.as<float>();
     }
