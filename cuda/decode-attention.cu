@@ -299,29 +299,52 @@ __global__ void __launch_bounds__(kDecThreads, 1) dec_attn_values(DecAttnArgs p)
     if (!last_sh) return;
     __threadfence();
     __shared__ __align__(16) float o_sh[kMaxGroup * kMaxHeadDim];  // the group's outputs (for Q8K)
-    constexpr int kBatch = 8;  // loads issued together, then added in ascending order
-    for (int pr = threadIdx.x; pr < G * hd; pr += blockDim.x) {
-        const int h = pr / hd, d = pr % hd;
-        const float* part = L.part + (int64_t)(g * G + h) * L.n_tiles * (int64_t)(1 + hd);
-        float Z = 0.0f, A = 0.0f;
+    // Each thread combines kOuts outputs at once: the loads of kBatch tiles of all of them are
+    // issued together (one round trip per kBatch tiles, not one per (output, kBatch tiles)),
+    // then each output adds its tiles in ascending order from +0.0f.
+    constexpr int kBatch = 8, kOuts = 4;
+    for (int pr0 = threadIdx.x; pr0 < G * hd; pr0 += kOuts * (int)blockDim.x) {
+        const float* zrow[kOuts];  // the head's tile records: z, then a[hd]
+        int prs[kOuts], dk[kOuts];
+#pragma unroll
+        for (int k = 0; k < kOuts; ++k) {
+            const int pr = pr0 + k * (int)blockDim.x;
+            prs[k] = pr;
+            const int pc = pr < G * hd ? pr : pr0;  // past the end: a valid output, not stored
+            zrow[k] = L.part + (int64_t)(g * G + pc / hd) * L.n_tiles * (int64_t)(1 + hd);
+            dk[k] = pc % hd;
+        }
+        float Z[kOuts], A[kOuts];
+#pragma unroll
+        for (int k = 0; k < kOuts; ++k) Z[k] = 0.0f, A[k] = 0.0f;
         for (int i0 = 0; i0 < n_t; i0 += kBatch) {  // ascending tile order from +0.0f
-            float zb[kBatch], ab[kBatch];
+            float zb[kOuts][kBatch], ab[kOuts][kBatch];
 #pragma unroll
             for (int b = 0; b < kBatch; ++b) {
-                const int i = i0 + b < n_t ? i0 + b : n_t - 1;
-                zb[b] = __ldcg(part + i * (int64_t)(1 + hd));
-                ab[b] = __ldcg(part + i * (int64_t)(1 + hd) + 1 + d);
+                const int64_t o = (int64_t)(i0 + b < n_t ? i0 + b : n_t - 1) * (1 + hd);
+#pragma unroll
+                for (int k = 0; k < kOuts; ++k) {
+                    zb[k][b] = __ldcg(zrow[k] + o);
+                    ab[k][b] = __ldcg(zrow[k] + o + 1 + dk[k]);
+                }
             }
 #pragma unroll
             for (int b = 0; b < kBatch; ++b)
                 if (i0 + b < n_t) {
-                    Z = Z + zb[b];
-                    A = A + ab[b];
+#pragma unroll
+                    for (int k = 0; k < kOuts; ++k) {
+                        Z[k] = Z[k] + zb[k][b];
+                        A[k] = A[k] + ab[k][b];
+                    }
                 }
         }
-        const float o = canon_div(A, Z);
-        p.out[(int64_t)(g * G + h) * hd + d] = o;
-        o_sh[pr] = o;
+#pragma unroll
+        for (int k = 0; k < kOuts; ++k) {
+            if (prs[k] >= G * hd) break;
+            const float o = canon_div(A[k], Z[k]);
+            p.out[(int64_t)(g * G + prs[k] / hd) * hd + dk[k]] = o;
+            o_sh[prs[k]] = o;
+        }
     }
     if (p.out_q8) {  // the group's G * hd outputs are whole Q8K blocks of attn_out: quantise them
         __syncthreads();
