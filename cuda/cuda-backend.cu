@@ -934,13 +934,10 @@ bool CudaBackend::decode_step(const Weights& w, int32_t token, int pos, float* l
         const char* nn = std::getenv("QWEN3MOE_CUDA_DEC_NEXT_NORM");
         dec_next_norm_ = nn && std::string(nn) == "1";
         dec_attn_q8_ = env_on("QWEN3MOE_CUDA_DEC_ATTN_Q8");              // attn_out Q8K in attention
-        int sms = 0;
-        if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device_) != cudaSuccess) {
-            cudaGetLastError();
-            sms = 32;
-        }
+        // Blocks per KV head of the two-launch attention: one per key tile up to one wave.
         const int64_t n_tiles = (n_ctx_ + kAttnTile - 1) / kAttnTile;
-        dec_split_ = (int)std::max<int64_t>(1, std::min<int64_t>(n_tiles, 2 * (int64_t)sms / hp_.n_head_kv));
+        dec_split_ = (int)std::max<int64_t>(
+            1, std::min<int64_t>(n_tiles, dec_attention_max_split(hp_.n_head_kv, mode_ == ActMode::q8)));
         if (const char* e = std::getenv("QWEN3MOE_CUDA_DECODE_SPLIT")) {  // test hook: blocks per KV head
             const int v = std::atoi(e);
             if (v >= 1) dec_split_ = v;

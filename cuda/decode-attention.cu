@@ -602,6 +602,25 @@ void dec_attention(const DecAttnArgs& p, void* stream, bool pdl) {
     }
 }
 
+int dec_attention_max_split(int n_head_kv, bool cache_f16) {
+    int dev = 0, sms = 0, a = 0, b = 0;
+    const bool ok =
+        cudaGetDevice(&dev) == cudaSuccess &&
+        cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) == cudaSuccess &&
+        (cache_f16 ? cudaOccupancyMaxActiveBlocksPerMultiprocessor(&a, dec_attn_scores<true>, kDecThreads, 0)
+                   : cudaOccupancyMaxActiveBlocksPerMultiprocessor(&a, dec_attn_scores<false>, kDecThreads, 0)) ==
+            cudaSuccess &&
+        (cache_f16 ? cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, dec_attn_values<true>, kDecThreads, 0)
+                   : cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, dec_attn_values<false>, kDecThreads, 0)) ==
+            cudaSuccess;
+    if (!ok) {
+        cudaGetLastError();  // clear the sticky-free error of a failed query
+        sms = sms > 0 ? sms : 32, a = b = 1;
+    }
+    const int per_sm = std::max(1, std::min(a, b));
+    return std::max(1, per_sm * sms / std::max(1, n_head_kv));
+}
+
 int dec_attention_cluster_size(int hd, int n_head_kv, bool cache_f16) {
     if (hd <= 0 || hd > kMaxHeadDim || hd % kWarp != 0) return 0;
     const size_t smem = (size_t)cluster_smem_floats(hd) * sizeof(float);

@@ -108,6 +108,11 @@ struct DecAttnArgs {
 };
 size_t dec_attention_scratch_floats(int n_head, int hd, int64_t n_ctx);
 void dec_attention(const DecAttnArgs& args, void* stream, bool pdl);
+// Most blocks per KV head for the two-launch attention that still run in one wave on the
+// current device (resident blocks per SM of both kernels x SMs / n_head_kv, at least 1). A grid
+// one block past a wave runs a second wave: at n_ctx 4736 on an H200 the old choice of
+// min(tiles, 2 x SMs / n_head_kv) = 37 blocks made decode after 4096 tokens 17 % slower than 33.
+int dec_attention_max_split(int n_head_kv, bool cache_f16);
 // Blocks per cluster for the one-launch attention on the current device (a power of two <= 16
 // with n_head_kv clusters resident at once), or 0 when it cannot run there (no clusters).
 int dec_attention_cluster_size(int hd, int n_head_kv, bool cache_f16);

@@ -458,6 +458,25 @@ def test_fused_decode_across_attention_tiles(model_paths, monkeypatch, attn):
     _assert_fresh_fused_decode(model_paths("wide-Q4_K_M"), seed=81, prompt_len=250, n_steps=80)
 
 
+@pytest.mark.parametrize("split", ["5", "40"])
+def test_fused_decode_two_launch_many_tiles(model_paths, monkeypatch, split):
+    # Positions 1100..1115: 9 key tiles, more than one batch of the last block's tile combine
+    # (8 tiles per round trip); 5 blocks per KV head loop over several items, 40 leave some idle.
+    monkeypatch.setenv("QWEN3MOE_CUDA_DECODE_CLUSTER", "0")
+    monkeypatch.setenv("QWEN3MOE_CUDA_DECODE_SPLIT", split)
+    path = model_paths("wide-Q4_K_M")
+    cpu = qwen3moe.load(path, device="cpu", n_ctx=1200)
+    gpu = qwen3moe.load(path, device="cuda", n_ctx=1200)
+    try:
+        p = np.random.default_rng(71).integers(0, _n_vocab(cpu), size=1100, dtype=np.int64)
+        failures = _fused_decode_vs_cpu(cpu, gpu, p, 16)
+        assert gpu.decode_path.startswith("cuda-graph"), gpu.decode_path
+        assert not failures, "\n".join(failures)
+    finally:
+        cpu.close()
+        gpu.close()
+
+
 @pytest.mark.parametrize("attn", [{}, {"QWEN3MOE_CUDA_DECODE_CLUSTER": "0"}], ids=["cluster", "2launch"])
 def test_fused_decode_head_dim_not_multiple_of_64(model_paths, monkeypatch, attn):
     # head_dim 96: the attention front's RoPE partners exchange through shared memory (both
