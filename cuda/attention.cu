@@ -16,8 +16,9 @@
 // kAttnTile positions goes to shared memory once (widened to f32) and serves every row of the
 // block. A thread computes whole scores — the 32 lane partials of canon_dot, each from +0.0f in
 // ascending element order, then canon_tree32 evaluated depth first — for a register tile of 4
-// rows x 4 keys; pass 1 keeps the rows' maxima, pass 2 recomputes the scores, stores e_j for
-// the tile in shared memory, and thread (rows, dims) accumulates z and a[d] sequentially over
+// rows x 4 keys; pass 1 keeps the rows' maxima (and, when the caller's scratch holds them, stores
+// the scores in the thread's own scratch slots), pass 2 reads those back (or recomputes them),
+// stores e_j for the tile in shared memory, and thread (rows, dims) accumulates z and a[d] sequentially over
 // the tile's keys, then Z = Z + z, A[d] = A[d] + a[d] — the canonical expression per pair.
 //
 // Split-K, for decode at long context (few query rows, many keys): (1) a block per (tile,

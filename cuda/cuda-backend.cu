@@ -1030,7 +1030,12 @@ std::string CudaBackend::decode_path() const {
     if (dec_state_ > 0) {
         std::string s = "cuda-graph (fused kernels";
         if (dec_pdl_) s += ", programmatic dependent launch";
-        if (dec_cluster_ > 0) s += ", attention in clusters of " + std::to_string(dec_cluster_);
+        const std::string two = "two launches of " + std::to_string(dec_split_) + " blocks per KV head";
+        if (dec_cluster_ > 0)
+            s += ", attention in clusters of " + std::to_string(dec_cluster_) + " below position " +
+                 std::to_string(dec_cluster_max_pos_) + ", then in " + two;
+        else
+            s += ", attention in " + two;
         return s + ")";
     }
     if (dec_state_ < 0) return "op-by-op (" + dec_reason_ + ")";

@@ -614,7 +614,7 @@ int dec_attention_max_split(int n_head_kv, bool cache_f16) {
                    : cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, dec_attn_values<false>, kDecThreads, 0)) ==
             cudaSuccess;
     if (!ok) {
-        cudaGetLastError();  // clear the sticky-free error of a failed query
+        cudaGetLastError();  // clear the (non-sticky) error of the failed query
         sms = sms > 0 ? sms : 32, a = b = 1;
     }
     const int per_sm = std::max(1, std::min(a, b));
