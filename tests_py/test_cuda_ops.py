@@ -399,7 +399,7 @@ def test_matvec_f32act_f32_any_length(n):
 @pytest.mark.parametrize("n_rows,n,n_tok", [(128, 2048, 512), (128, 2048, 37), (33, 800, 17), (5, 96, 2),
                                            (40, 32, 300), (7, 100, 9)])
 def test_matvec_f32act_f32_prefill_rows(n_rows, n, n_tok):
-    # F32 rows x many tokens without expert ids (the prefill router; blocks of 32 rows x 16
+    # F32 rows x many tokens without expert ids (the prefill router; blocks of 16 rows x 16
     # tokens, chunks of 256 values with a partial last chunk; n % 32 != 0 takes the tiled path).
     rng = np.random.default_rng(_seed(n_rows, n, n_tok))
     w = rng.standard_normal((n_rows, n)).astype(np.float32)
