@@ -72,12 +72,14 @@ __device__ __forceinline__ float warp_canon_dot(const float* a, const float* b, 
 }
 
 // canon_f16_to_f32 with the hardware conversion on the device: exact for every non-NaN f16
-// (all f16 values, subnormals and infinities included, are f32 values); NaN bit patterns take
-// canon_f16_to_f32 so their payload bits stay the canonical ones. Host code: canon_f16_to_f32.
+// (all f16 values, subnormals and infinities included, are f32 values); NaN bit patterns get
+// canon_f16_to_f32's bits for them (sign | 0x7f800000 | mant << 13, its exponent-31 branch),
+// written out here so no subnormal loop is compiled in. Host code: canon_f16_to_f32.
 Q3_HD float f16_to_f32(uint16_t h) {
 #if defined(__CUDA_ARCH__)
-    if ((h & 0x7c00u) == 0x7c00u && (h & 0x03ffu) != 0u) return canon_f16_to_f32(h);
-    return __half2float(__ushort_as_half(h));
+    const float hw = __half2float(__ushort_as_half(h));
+    const uint32_t nan_bits = ((uint32_t)(h & 0x8000u) << 16) | 0x7f800000u | ((uint32_t)(h & 0x3ffu) << 13);
+    return ((h & 0x7c00u) == 0x7c00u && (h & 0x03ffu) != 0u) ? __uint_as_float(nan_bits) : hw;
 #else
     return canon_f16_to_f32(h);
 #endif

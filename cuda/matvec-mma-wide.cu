@@ -9,13 +9,16 @@
 // a 32 x 16 sub-tile (two m16 tiles sharing the B fragments, two n8 tiles sharing the A ones).
 //  * Staging: 3-stage cp.async ring, one __syncthreads per 256-value block. Weights are copied as
 //    16-byte windows (mma_window_*: the data keeps its address mod 16, so the 2- and 4-byte loads
-//    of the decoders stay aligned); activation blocks (292 bytes, 4-byte aligned) word by word
-//    into slots of 304 bytes. Row strides are odd multiples of 16 bytes (4 words mod 32 banks
+//    of the decoders stay aligned; Q4_K / Q5_K rows, 16-byte aligned, need no window), and so are
+//    activation blocks (292 bytes, 4-byte aligned: offset 0, 4, 8 or 12 in slots of 304 bytes),
+//    word by word when the activation array itself is not 16-byte aligned. Each thread owns one
+//    weight row's and one slot's chunks for the whole unit. Row strides are odd multiples of 16 bytes (4 words mod 32 banks
 //    apart), and the fragments are read in natural order (lane t: bytes 16h + 4t), so the 4-byte
 //    fragment loads of a warp hit 32 different banks (except where a window offset shifts a row).
 //  * Per block and 16 x 8 tile the integers are those of matvec-mma.cu (one m16n8k32 per Q4_K /
 //    Q5_K sub-block, isum += sc_j d_j; msum from one m16n8k16 pair over the bsums; Q6_K one
-//    m16n8k16 per sub-block; Q8_0 / Q4_0 one m16n8k32 per weight block), then the dot-canon.h
+//    m16n8k16 per sub-block, here on the unsigned stored values with the - 32 folded into one
+//    k16 pair over the bsums; Q8_0 / Q4_0 one m16n8k32 per weight block), then the dot-canon.h
 //    expression (canon_block_q4k / _q6k / the canon_block_q8_0 fold), -fmad=false as every TU.
 //  * Row sum: blocks are visited leaf by leaf of the canonical tree (leaf m of the depth-D tree
 //    holds lane canon_leaf_lane_d(D, m), D = canon_tree_depth(nb)); a lane's blocks are summed
@@ -37,20 +40,32 @@
 namespace qwen3moe::cuda {
 
 namespace {
-constexpr int kWarps = 8;                 // warps per block
+#ifndef Q3_WIDE_MT
+#define Q3_WIDE_MT 2
+#endif
+constexpr int kMT = Q3_WIDE_MT, kNT = 2;  // m16 and n8 tiles per warp (16 kMT rows x 16 slots)
+constexpr int kWarps = 16 / kMT;          // warps per block: the block tiles stay 128 x 32 / 64 x 64
 constexpr int kThreads = kWarps * kWarp;
+constexpr int kWarpRows = 16 * kMT;       // rows per warp tile
+constexpr int kWmGrouped = kWarps / 2;    // warps along the rows: grouped expert units (128 x 32)
+constexpr int kWmDense = kWarps / 4;      // dense launches (64 x 64)
 constexpr int kStages = 3;                // cp.async ring
-constexpr int kMT = 2, kNT = 2;           // m16 and n8 tiles per warp (32 rows x 16 slots)
 constexpr int kActWords = (int)sizeof(block_q8k) / 4;  // 73: d, qs, bsums
 constexpr int kActSlot = 304;             // shared bytes per slot (76 words: 12 mod 32 banks)
-static_assert(sizeof(block_q8k) % 4 == 0, "activation blocks are copied word by word");
-static_assert(kWideSlots == 16 * (kWarps / 4), "grouped units fill the 128 x 32 tile");
+constexpr int kActChunks = kActSlot / 16; // 16-byte window chunks of one activation block
+static_assert(sizeof(block_q8k) % 16 == 4, "block b of a row sits at offset 4 b mod 16 past block 0");
+static_assert(sizeof(block_q8k) + 12 <= kActSlot, "a block at window offset 12 fits its slot");
+static_assert(kWideSlots == 16 * (kWarps / kWmGrouped), "grouped units fill the 128 x 32 tile");
 
 template <uint32_t T, int WM> struct Tile {
-    static constexpr int kRows = 32 * WM;
+    static constexpr int kRows = kWarpRows * WM;
     static constexpr int kSlots = 16 * (kWarps / WM);
     static constexpr int kW = Q8KBlock<T>::kBytes;              // weight bytes per row and block
-    static constexpr int kWChunks = ((kW + 30) / 16) | 1;       // odd: rows 4 words apart mod 32
+    // Q4_K / Q5_K blocks (144 / 176 bytes) of 16-byte aligned matrices (matvec_q8k requires it)
+    // all start on the 16-byte grid: no window offset, kW / 16 chunks per row.
+    static constexpr bool kAligned = T == GGML_TYPE_Q4_K || T == GGML_TYPE_Q5_K;
+    static constexpr int kWChunks = kAligned ? kW / 16 : ((kW + 30) / 16) | 1;  // odd: rows 4 words apart mod 32
+    static_assert(!kAligned || (kW % 16 == 0 && (kW / 16) % 2 == 1), "aligned rows are odd multiples of 16 bytes");
     static constexpr int kWSlot = 16 * kWChunks;
     static constexpr int kWBytes = kRows * kWSlot;
     static constexpr int kBytes = kWBytes + kSlots * kActSlot;  // one stage
@@ -67,8 +82,13 @@ __device__ __forceinline__ void mma_k16(int (&d)[4], int a0, int a1, int b0) {
         : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3])
         : "r"(a0), "r"(a1), "r"(b0));
 }
+__device__ __forceinline__ void mma_k16_u8(int (&d)[4], int a0, int a1, int b0) {  // A unsigned, B signed
+    asm("mma.sync.aligned.m16n8k16.row.col.s32.u8.s8.s32 {%0,%1,%2,%3}, {%4,%5}, {%6}, {%0,%1,%2,%3};"
+        : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3])
+        : "r"(a0), "r"(a1), "r"(b0));
+}
 __device__ __forceinline__ uint16_t ld_u16(const uint8_t* p) { return *reinterpret_cast<const uint16_t*>(p); }
-__device__ __forceinline__ int byte_of(uint32_t w, int j) { return (int)((w >> (8 * j)) & 0xffu); }
+__device__ __forceinline__ int byte_of(uint32_t w, int j) { return (int)__byte_perm(w, 0u, 0x4440u | (unsigned)j); }
 __device__ __forceinline__ int sbyte_of(uint32_t w, int j) { return (int)(int8_t)(uint8_t)(w >> (8 * j)); }
 
 __device__ __forceinline__ void cp_async16(void* dst, const void* src, int src_bytes) {
@@ -141,8 +161,8 @@ template <uint32_t T> struct WideBlockK4 {
         for (int mt = 0; mt < kMT; ++mt)
 #pragma unroll
             for (int h = 0; h < 2; ++h) {
-                dd[mt][h] = canon_f16_to_f32(ld_u16(w[mt][h]));
-                dm[mt][h] = canon_f16_to_f32(ld_u16(w[mt][h] + 2));
+                dd[mt][h] = f16_to_f32(ld_u16(w[mt][h]));
+                dm[mt][h] = f16_to_f32(ld_u16(w[mt][h] + 2));
             }
 #pragma unroll
         for (int nt = 0; nt < kNT; ++nt) {
@@ -165,7 +185,9 @@ template <uint32_t T> struct WideBlockK4 {
 template <> struct WideBlock<GGML_TYPE_Q4_K> : WideBlockK4<GGML_TYPE_Q4_K> {};
 template <> struct WideBlock<GGML_TYPE_Q5_K> : WideBlockK4<GGML_TYPE_Q5_K> {};
 
-// Q6_K: blocks are 2-byte aligned (scales read as 16-bit pairs).
+// Q6_K: blocks are 2-byte aligned (scales read as 16-bit pairs). The weights enter the tensor cores
+// as their stored 0..63 (mma_a_q6k_u, unsigned A), and the - 32 comes back once per block: isum =
+// sum_j sc_j D_u,j - 32 sum_j sc_j bs_j (mma_b_bsum16_k16_pair), the same integer.
 template <> struct WideBlock<GGML_TYPE_Q6_K> {
     __device__ __forceinline__ static void run(const uint8_t* const (&w)[kMT][2], const block_q8k* const (&bact)[kNT],
                                                const block_q8k* const (&cact)[kNT][2], int t,
@@ -183,12 +205,12 @@ template <> struct WideBlock<GGML_TYPE_Q6_K> {
                     scw[mt][0] = mma_ld4_a2(w[mt][0] + 192 + j);
                     scw[mt][1] = mma_ld4_a2(w[mt][1] + 192 + j);
                 }
-                const int a0 = (int)mma_a_q6k(w[mt][0], t, j), a1 = (int)mma_a_q6k(w[mt][1], t, j);
+                const int a0 = (int)mma_a_q6k_u(w[mt][0], t, j), a1 = (int)mma_a_q6k_u(w[mt][1], t, j);
                 const int sc0 = sbyte_of(scw[mt][0], j & 3), sc1 = sbyte_of(scw[mt][1], j & 3);
 #pragma unroll
                 for (int nt = 0; nt < kNT; ++nt) {
                     int d[4] = {0, 0, 0, 0};
-                    mma_k16(d, a0, a1, b[nt]);
+                    mma_k16_u8(d, a0, a1, b[nt]);
                     isum[mt][nt][0] += sc0 * d[0];
                     isum[mt][nt][1] += sc0 * d[1];
                     isum[mt][nt][2] += sc1 * d[2];
@@ -197,8 +219,23 @@ template <> struct WideBlock<GGML_TYPE_Q6_K> {
             }
         }
 #pragma unroll
+        for (int nt = 0; nt < kNT; ++nt) {
+            uint32_t blo, bhi;
+            mma_b_bsum16_k16_pair(bact[nt], t, blo, bhi);
+#pragma unroll
+            for (int mt = 0; mt < kMT; ++mt) {
+                const int sa = (int)mma_ld4_a2(w[mt][0] + 192 + mma_k16_k(t, 0));
+                const int sb = (int)mma_ld4_a2(w[mt][1] + 192 + mma_k16_k(t, 0));
+                int ml[4] = {0, 0, 0, 0}, mh[4] = {0, 0, 0, 0};
+                mma_k16(ml, sa, sb, (int)blo);
+                mma_k16(mh, sa, sb, (int)bhi);
+#pragma unroll
+                for (int r = 0; r < 4; ++r) isum[mt][nt][r] -= 32 * (ml[r] + 128 * mh[r]);
+            }
+        }
+#pragma unroll
         for (int mt = 0; mt < kMT; ++mt) {
-            const float d0 = canon_f16_to_f32(ld_u16(w[mt][0] + 208)), d1 = canon_f16_to_f32(ld_u16(w[mt][1] + 208));
+            const float d0 = f16_to_f32(ld_u16(w[mt][0] + 208)), d1 = f16_to_f32(ld_u16(w[mt][1] + 208));
 #pragma unroll
             for (int nt = 0; nt < kNT; ++nt)
 #pragma unroll
@@ -235,8 +272,8 @@ template <uint32_t T> struct WideBlockQ0 {
                 for (int r = 0; r < 4; ++r)
                     q[r] = (int)(T == GGML_TYPE_Q8_0 ? mma_a_q8_0_nat(w[mt][r & 1], t, k, r >> 1)
                                                      : mma_a_q4_0(w[mt][r & 1], t, k, r >> 1));
-                const float dk0 = canon_f16_to_f32(ld_u16(w[mt][0] + kWb * k));
-                const float dk1 = canon_f16_to_f32(ld_u16(w[mt][1] + kWb * k));
+                const float dk0 = f16_to_f32(ld_u16(w[mt][0] + kWb * k));
+                const float dk1 = f16_to_f32(ld_u16(w[mt][1] + kWb * k));
 #pragma unroll
                 for (int nt = 0; nt < kNT; ++nt) {
                     int d[4] = {0, 0, 0, 0};
@@ -299,7 +336,7 @@ template <uint32_t T, int WM, int D>
 __global__ void __launch_bounds__(kThreads, 1)
     matvec_mma_wide_kernel(const uint8_t* __restrict__ w, int64_t n_rows, int64_t nb, int64_t n_mat,
                            int64_t n_slots, int n_used, bool act_per_slot, SlotGroups g, int64_t n_units,
-                           const block_q8k* __restrict__ a, float* __restrict__ out) {
+                           const block_q8k* __restrict__ a, bool a16, float* __restrict__ out) {
     using S = Tile<T, WM>;
     constexpr int P = 1 << D;
     extern __shared__ __align__(16) uint8_t smem[];
@@ -314,7 +351,7 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
     for (int mt = 0; mt < kMT; ++mt)
 #pragma unroll
-        for (int h = 0; h < 2; ++h) lrow[mt][h] = 32 * wm + 16 * mt + mma_c_row(lane, 2 * h);
+        for (int h = 0; h < 2; ++h) lrow[mt][h] = kWarpRows * wm + 16 * mt + mma_c_row(lane, 2 * h);
     for (int64_t u = blockIdx.y; u < n_units; u += gridDim.y) {
         int64_t start, cnt, mat = 0;
         if (g.n_work) {
@@ -344,19 +381,62 @@ __global__ void __launch_bounds__(kThreads, 1)
         const int n_copy = (int)(cnt16 < S::kSlots ? cnt16 : S::kSlots);
         const bool active = 16 * wn < cnt;  // warp-uniform: the warp's 16 slots hold a real one
         const uint8_t* wmat = w + mat * n_rows * row_bytes;
+        // Staging roles, fixed for the unit: kTpr threads per weight row (chunks q, q + kTpr, ...
+        // of its 16-byte window), kTps threads per activation slot (its kActChunks window chunks,
+        // or its words when `a` is not 16-byte aligned). Each keeps one source pointer, so a step
+        // adds b times the block size and issues its copies.
+        constexpr int kTpr = kThreads / S::kRows, kWPer = (S::kWChunks + kTpr - 1) / kTpr;
+        constexpr int kTps = kThreads / S::kSlots, kAPer = (kActChunks + kTps - 1) / kTps;
+        const int st_row = threadIdx.x / kTpr, st_wq = threadIdx.x % kTpr;
+        const int st_slot = threadIdx.x / kTps, st_aq = threadIdx.x % kTps;
+        const uint8_t* st_w =
+            wmat + (blk_row0 + st_row < n_rows ? blk_row0 + st_row : n_rows - 1) * row_bytes;
+        const bool st_acopy = st_slot < n_copy;
+        const uint8_t* st_a = abytes + s_act[st_slot] * nb * (int64_t)sizeof(block_q8k);
         auto issue = [&](int64_t b, int st) {
             uint8_t* sw = smem + st * S::kBytes;
             uint8_t* sa = sw + S::kWBytes;
-            for (int idx = threadIdx.x; idx < S::kRows * S::kWChunks; idx += kThreads) {
-                const int r = idx / S::kWChunks, c = idx - r * S::kWChunks;
-                const int64_t row = blk_row0 + r < n_rows ? blk_row0 + r : n_rows - 1;
-                stage_chunk(sw + r * S::kWSlot, wmat + row * row_bytes + b * S::kW, S::kW, c);
+            {
+                const uint8_t* src = st_w + b * S::kW;
+                uint8_t* dst = sw + st_row * S::kWSlot;
+#pragma unroll
+                for (int k = 0; k < kWPer; ++k) {
+                    const int c = st_wq + kTpr * k;
+                    if constexpr (S::kAligned) {
+                        if (c < S::kWChunks) cp_async16(dst + 16 * c, src + 16 * c, 16);
+                    } else {
+                        if (c < S::kWChunks) stage_chunk(dst, src, S::kW, c);
+                    }
+                }
             }
-            for (int idx = threadIdx.x; idx < n_copy * kActWords; idx += kThreads) {
-                const int s = idx / kActWords, wd = idx - s * kActWords;
-                cp_async4(sa + s * kActSlot + 4 * wd, abytes + (s_act[s] * nb + b) * (int64_t)sizeof(block_q8k) + 4 * wd);
+            if (st_acopy) {
+                const uint8_t* src = st_a + b * (int64_t)sizeof(block_q8k);
+                uint8_t* dst = sa + st_slot * kActSlot;
+                if (a16) {  // kernel-uniform
+#pragma unroll
+                    for (int k = 0; k < kAPer; ++k) {
+                        const int c = st_aq + kTps * k;
+                        if (c < kActChunks) stage_chunk(dst, src, (int)sizeof(block_q8k), c);
+                    }
+                } else {  // the words, at the same offset mod 16 as the 16-byte path puts them
+                    dst += mma_window_off(reinterpret_cast<uintptr_t>(src));
+                    for (int wd = st_aq; wd < kActWords; wd += kTps) cp_async4(dst + 4 * wd, src + 4 * wd);
+                }
             }
         };
+        // The lane's activation columns (B column g of each n-tile, C columns 2t + e): their
+        // window offsets at block 0; block b adds 4 b (sizeof(block_q8k) = 4 mod 16).
+        int boff[kNT], coff[kNT][2];
+#pragma unroll
+        for (int nt = 0; nt < kNT; ++nt) {
+            const int n0 = 16 * wn + 8 * nt;
+            boff[nt] = mma_window_off(reinterpret_cast<uintptr_t>(abytes + s_act[n0 + mma_b_col(lane)] * nb *
+                                                                     (int64_t)sizeof(block_q8k)));
+#pragma unroll
+            for (int e = 0; e < 2; ++e)
+                coff[nt][e] = mma_window_off(reinterpret_cast<uintptr_t>(
+                    abytes + s_act[n0 + mma_c_col(lane, e)] * nb * (int64_t)sizeof(block_q8k)));
+        }
         int woff[kMT][2];  // window offsets of the lane's rows at block 0 (block b: + b kW, mod 16)
 #pragma unroll
         for (int mt = 0; mt < kMT; ++mt)
@@ -406,16 +486,19 @@ __global__ void __launch_bounds__(kThreads, 1)
                 for (int mt = 0; mt < kMT; ++mt)
 #pragma unroll
                     for (int h = 0; h < 2; ++h)
-                        wp[mt][h] = sw + lrow[mt][h] * S::kWSlot + mma_window_off(woff[mt][h] + b * S::kW);
+                        wp[mt][h] = sw + lrow[mt][h] * S::kWSlot +
+                                    (S::kAligned ? 0 : mma_window_off(woff[mt][h] + b * S::kW));
                 const block_q8k* bact[kNT];
                 const block_q8k* cact[kNT][2];
 #pragma unroll
                 for (int nt = 0; nt < kNT; ++nt) {
                     const int n0 = 16 * wn + 8 * nt;
-                    bact[nt] = reinterpret_cast<const block_q8k*>(sa + (n0 + mma_b_col(lane)) * kActSlot);
+                    bact[nt] = reinterpret_cast<const block_q8k*>(sa + (n0 + mma_b_col(lane)) * kActSlot +
+                                                                  mma_window_off(boff[nt] + 4 * b));
 #pragma unroll
                     for (int e = 0; e < 2; ++e)
-                        cact[nt][e] = reinterpret_cast<const block_q8k*>(sa + (n0 + mma_c_col(lane, e)) * kActSlot);
+                        cact[nt][e] = reinterpret_cast<const block_q8k*>(
+                            sa + (n0 + mma_c_col(lane, e)) * kActSlot + mma_window_off(coff[nt][e] + 4 * b));
                 }
                 float c[kMT][kNT][4];
                 WideBlock<T>::run(wp, bact, cact, t, c);
@@ -483,7 +566,8 @@ template <uint32_t T, int WM, int D> void launch(const MatvecArgs& p, const bloc
     const dim3 grid(ceil_div_u(p.n_rows, S::kRows), (unsigned)std::min<int64_t>(n_units, 65535));
     matvec_mma_wide_kernel<T, WM, D><<<grid, kThreads, smem, stream>>>(
         static_cast<const uint8_t*>(p.w), p.n_rows, p.n / QK_K, p.n_mat, n_slots, p.n_used, p.act_per_slot,
-        slot_groups(grouped ? p.groups : nullptr, n_slots, p.n_mat), n_units, a, p.out);
+        slot_groups(grouped ? p.groups : nullptr, n_slots, p.n_mat), n_units, a,
+        (reinterpret_cast<uintptr_t>(a) & 15) == 0, p.out);
     Q3_CUDA_CHECK_LAUNCH();
 }
 
@@ -491,19 +575,21 @@ template <uint32_t T> void launch_typed(const MatvecArgs& p, const block_q8k* a,
     const bool grouped = p.groups && p.ids;
     const int d = canon_tree_depth(p.n / QK_K);
     if (grouped) {
-        if (d == 3) return launch<T, 4, 3>(p, a, stream);
-        if (d == 4) return launch<T, 4, 4>(p, a, stream);
-        return launch<T, 4, 5>(p, a, stream);
+        if (d == 3) return launch<T, kWmGrouped, 3>(p, a, stream);
+        if (d == 4) return launch<T, kWmGrouped, 4>(p, a, stream);
+        return launch<T, kWmGrouped, 5>(p, a, stream);
     }
-    if (d == 3) return launch<T, 2, 3>(p, a, stream);
-    if (d == 4) return launch<T, 2, 4>(p, a, stream);
-    return launch<T, 2, 5>(p, a, stream);
+    if (d == 3) return launch<T, kWmDense, 3>(p, a, stream);
+    if (d == 4) return launch<T, kWmDense, 4>(p, a, stream);
+    return launch<T, kWmDense, 5>(p, a, stream);
 }
 }  // namespace
 
 bool matvec_q8k_mma_wide(const MatvecArgs& p, const block_q8k* a, void* stream) {
     if (p.n_tok <= 1) return false;        // decode keeps its own kernel
     if (p.ids && !p.groups) return false;  // units would mix matrices: dp4a tiled kernel
+    if ((p.type == GGML_TYPE_Q4_K || p.type == GGML_TYPE_Q5_K) && (reinterpret_cast<uintptr_t>(p.w) & 15) != 0)
+        return false;                      // Tile::kAligned (matvec_q8k rejects such weights first)
     const cudaStream_t s = to_stream(stream);
     switch (p.type) {
         case GGML_TYPE_Q4_K: launch_typed<GGML_TYPE_Q4_K>(p, a, s); return true;

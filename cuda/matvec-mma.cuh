@@ -118,6 +118,16 @@ Q3_HD uint32_t mma_a_q6k(const uint8_t* wb, int t, int j) {
     const uint32_t qh = mma_ld4_a2(wb + 128 + 32 * hh + l0);
     return mma_vsub4(((ql >> (4 * (s >> 1))) & kMmaLo4) | (((qh >> (2 * s)) & 0x03030303u) << 4), 0x20202020u);
 }
+// Q6_K without the - 32 (the wide kernel: values 0..63 as unsigned A bytes, m16n8k16 .u8.s8). The
+// dot of a sub-block is then D_u = sum (q + 32) b, and sum q b = D_u - 32 bs_j with bs_j =
+// bsums[j] of the activation block (the sum of its 16 values 16j .. 16j+15); the wide kernel
+// folds the 32 bs_j terms of all 16 sub-blocks into one k16 pair (mma_b_bsum16_k16_pair).
+Q3_HD uint32_t mma_a_q6k_u(const uint8_t* wb, int t, int j) {
+    const int hh = j >> 3, s = (j >> 1) & 3, l0 = 16 * (j & 1) + mma_k16_k(t, 0);
+    const uint32_t ql = mma_ld4_a2(wb + 64 * hh + 32 * (s & 1) + l0);
+    const uint32_t qh = mma_ld4_a2(wb + 128 + 32 * hh + l0);
+    return ((ql >> (4 * (s >> 1))) & kMmaLo4) | (((qh >> (2 * s)) & 0x03030303u) << 4);
+}
 // Natural order (the wide kernel, matvec-mma-wide.cu): register half h of sub-block / weight block
 // j holds values 16h + 4t + e, as mma_b_natural; with rows 4 words apart modulo 32 banks these
 // 4-byte loads are free of bank conflicts (the packed order's 8t offsets are not).
@@ -175,6 +185,21 @@ Q3_HD void mma_b_bsum_k16_pair(const block_q8k* ab, int t, uint32_t& lo, uint32_
         const int j = 4 * (t & 3) + e;
         const uint32_t w = mma_ld4(reinterpret_cast<const uint8_t*>(ab->bsums) + 4 * j);
         const int bs = (int)(int16_t)(uint16_t)(w & 0xffffu) + (int)(int16_t)(uint16_t)(w >> 16);
+        lo |= ((uint32_t)(bs & 127) & 0xffu) << (8 * e);
+        hi |= ((uint32_t)(bs >> 7) & 0xffu) << (8 * e);
+    }
+}
+
+// ---- Q6_K: sum_j sc_j * bs_j over the 16 sub-blocks on the tensor cores (bs_j = bsums[j], |bs_j|
+// <= 16 * 127, sc_j the signed scales) ------------------------------------------------------------
+// One m16n8k16 pair per block: A holds sc_j at k = j (mma_ld4_a2(wb + 192 + 4t): k16 lane t holds
+// k = 4t .. 4t+3), B holds bs_j split as 128 hi_j + lo_j (lo_j = bs_j & 127, hi_j = bs_j >> 7 in
+// -16..15, both int8): the sum is D(A, B_lo) + 128 D(A, B_hi), exact.
+Q3_HD void mma_b_bsum16_k16_pair(const block_q8k* ab, int t, uint32_t& lo, uint32_t& hi) {
+    lo = 0u;
+    hi = 0u;
+    for (int e = 0; e < 4; ++e) {
+        const int bs = ab->bsums[mma_k16_k(t, e)];
         lo |= ((uint32_t)(bs & 127) & 0xffu) << (8 * e);
         hi |= ((uint32_t)(bs >> 7) & 0xffu) << (8 * e);
     }

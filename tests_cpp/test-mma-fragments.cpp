@@ -165,16 +165,20 @@ namespace {
 
 int8_t byte_at(uint32_t v, int e) { return (int8_t)(uint8_t)(v >> (8 * e)); }
 
-// D[16][8] = A x B for k32 (kk = 32) or k16 (kk = 16) from the lanes' registers.
-void emulate_mma(int kk, const uint32_t (&ar)[32][4], const uint32_t (&br)[32][2], int32_t (&d)[16][8]) {
-    int8_t a[16][32] = {}, b[32][8] = {};
+// D[16][8] = A x B for k32 (kk = 32) or k16 (kk = 16) from the lanes' registers; a_unsigned: A
+// bytes are .u8 (0..255), as the wide kernel's Q6_K k16 (mma_k16_u8), else .s8.
+void emulate_mma(int kk, const uint32_t (&ar)[32][4], const uint32_t (&br)[32][2], int32_t (&d)[16][8],
+                 bool a_unsigned = false) {
+    int32_t a[16][32] = {};
+    int8_t b[32][8] = {};
+    auto abyte = [&](uint32_t v, int e) { return a_unsigned ? (int32_t)((v >> (8 * e)) & 0xffu) : (int32_t)byte_at(v, e); };
     for (int lane = 0; lane < 32; ++lane)
         for (int e = 0; e < 4; ++e) {
             if (kk == 32) {
-                for (int r = 0; r < 4; ++r) a[mma_k32_a_row(lane, r)][mma_k32_a_k(lane, r, e)] = byte_at(ar[lane][r], e);
+                for (int r = 0; r < 4; ++r) a[mma_k32_a_row(lane, r)][mma_k32_a_k(lane, r, e)] = abyte(ar[lane][r], e);
                 for (int r = 0; r < 2; ++r) b[mma_k32_b_k(lane, r, e)][mma_b_col(lane)] = byte_at(br[lane][r], e);
             } else {
-                for (int r = 0; r < 2; ++r) a[mma_k16_a_row(lane, r)][mma_k16_k(lane, e)] = byte_at(ar[lane][r], e);
+                for (int r = 0; r < 2; ++r) a[mma_k16_a_row(lane, r)][mma_k16_k(lane, e)] = abyte(ar[lane][r], e);
                 b[mma_k16_k(lane, e)][mma_b_col(lane)] = byte_at(br[lane][0], e);
             }
         }
@@ -266,12 +270,26 @@ void tile_block_contrib(uint32_t type, const uint8_t* const (&w16)[16], const bl
         int32_t isum[16][8] = {};
         for (int j = 0; j < 16; ++j) {
             for (int lane = 0; lane < 32; ++lane) {
-                for (int r = 0; r < 2; ++r) ar[lane][r] = mma_a_q6k(w16[mma_k16_a_row(lane, r)], lane & 3, j);
+                for (int r = 0; r < 2; ++r)
+                    ar[lane][r] = natural ? mma_a_q6k_u(w16[mma_k16_a_row(lane, r)], lane & 3, j)
+                                          : mma_a_q6k(w16[mma_k16_a_row(lane, r)], lane & 3, j);
                 br[lane][0] = mma_b_k16(a8[mma_b_col(lane)], lane & 3, j);
             }
-            emulate_mma(16, ar, br, d);
+            emulate_mma(16, ar, br, d, natural);
             for (int i = 0; i < 16; ++i)
                 for (int n = 0; n < 8; ++n) isum[i][n] += (int)(int8_t)w16[i][192 + j] * d[i][n];
+        }
+        if (natural) {  // the wide kernel's - 32 sum_j sc_j bs_j: one k16 pair over the bsums
+            uint32_t sr[32][4] = {}, bl[32][2] = {}, bh[32][2] = {};
+            for (int lane = 0; lane < 32; ++lane) {
+                for (int r = 0; r < 2; ++r) sr[lane][r] = mma_ld4_a2(w16[mma_k16_a_row(lane, r)] + 192 + mma_k16_k(lane, 0));
+                mma_b_bsum16_k16_pair(a8[mma_b_col(lane)], lane & 3, bl[lane][0], bh[lane][0]);
+            }
+            int32_t dl[16][8], dh[16][8];
+            emulate_mma(16, sr, bl, dl);
+            emulate_mma(16, sr, bh, dh);
+            for (int i = 0; i < 16; ++i)
+                for (int n = 0; n < 8; ++n) isum[i][n] -= 32 * (dl[i][n] + 128 * dh[i][n]);
         }
         for (int i = 0; i < 16; ++i)
             for (int n = 0; n < 8; ++n) c[i][n] = canon_block_q6k(a8[n]->d, f16_at(w16[i] + 208), isum[i][n]);

@@ -366,6 +366,48 @@ def test_matvec_q8k_mma_slots_and_variants(typ, n_tok, mma_variant):
         assert_bits_equal(got, want, f"matvec_q8k mma[{mma_variant}] dense {typ} n_tok={n_tok} rows={n_rows} n={n}")
 
 
+@pytest.mark.parametrize("typ", QUANT_TYPES)
+@pytest.mark.parametrize("a_offset,w_offset", [(0, 0), (4, 0), (8, 4), (12, 8), (292, 12)])
+def test_matvec_q8k_mma_alignment(typ, a_offset, w_offset):
+    # The wide kernel stages activation blocks as 16-byte windows when `a` is 16-byte aligned and
+    # word by word when not, the weights as windows at any 4-byte offset: both land each block at
+    # its address mod 16 in shared memory, and both must give the CPU's bits. Offsets 4, 8, 12
+    # (292 = one block, 4 mod 16) move `a` off the 16-byte grid; row lengths 768 (3 blocks:
+    # per-slot window offsets differ between slots) and 2048; grouped experts and dense tokens.
+    # Q4_K / Q5_K weights must be 16-byte aligned (their blocks are then staged without windows):
+    # they move by 16 bytes per 4 of the others, and a 4-byte offset is refused.
+    if typ in ("Q4_K", "Q5_K"):
+        if w_offset:
+            with pytest.raises(ValueError, match="16-byte aligned"):
+                _core.cuda_ops_matvec_q8k(quant.type_id(typ), np.zeros((1, 144 if typ == "Q4_K" else 176), np.uint8),
+                                          256, np.zeros((2, 292), np.uint8), w_offset=w_offset)
+        w_offset *= 4
+    rng = np.random.default_rng(_seed(typ, a_offset, w_offset, 99))
+    n_mat, k, n_tok = 4, 4, 37
+    for n_rows, n in ((130, 768), (70, 2048)):
+        w = np.stack([_weights(rng, typ, n_rows, n, random_blocks=(e % 2 == 0)) for e in range(n_mat)])
+        ids = rng.choice([0, 0, 0, 1, 3], size=(n_tok, k)).astype(np.int32)
+        for act_per_slot in (False, True):
+            x = _acts(rng, (n_tok * k if act_per_slot else n_tok, n))
+            want = _want_grouped(w, typ, x, ids, act_per_slot)
+            got = _core.cuda_ops_matvec_q8k(quant.type_id(typ), w, n, _q8k_bytes(x), ids, act_per_slot, True,
+                                            a_offset=a_offset, w_offset=w_offset)
+            assert_bits_equal(got, want, f"matvec_q8k mma grouped {typ} rows={n_rows} n={n} a_offset={a_offset} "
+                                         f"w_offset={w_offset} act_per_slot={act_per_slot}")
+        xd = _acts(rng, (n_tok, n))
+        got = _core.cuda_ops_matvec_q8k(quant.type_id(typ), w[2], n, _q8k_bytes(xd), a_offset=a_offset,
+                                        w_offset=w_offset)
+        want = np.asarray(quant.dot_q8k(w[2], typ, xd), dtype=np.float32).reshape(n_tok, n_rows)
+        assert_bits_equal(got, want, f"matvec_q8k mma dense {typ} rows={n_rows} n={n} a_offset={a_offset} "
+                                     f"w_offset={w_offset}")
+
+
+def test_matvec_q8k_offsets_validated():
+    with pytest.raises(ValueError, match="multiples of 4"):
+        _core.cuda_ops_matvec_q8k(quant.type_id("Q4_K"), np.zeros((1, 144), dtype=np.uint8), 256,
+                                  np.zeros((2, 292), dtype=np.uint8), a_offset=2)
+
+
 def test_matvec_q8k_rejects_float_types():
     w = np.zeros((2, 256 * 4), dtype=np.uint8)
     with pytest.raises(qwen3moe.UnsupportedTypeError):

@@ -72,6 +72,13 @@ template <class T> qc::DeviceBuffer upload(const Arr<T>& a) {
     return b;
 }
 
+// `a` placed `offset` bytes into a device buffer (tests of kernels' alignment cases).
+template <class T> qc::DeviceBuffer upload_at(const Arr<T>& a, int64_t offset) {
+    qc::DeviceBuffer b((size_t)(a.nbytes() + offset));
+    qc::memcpy_h2d(static_cast<uint8_t*>(b.get()) + offset, a.data(), (size_t)a.nbytes(), nullptr);
+    return b;
+}
+
 template <class T> qc::DeviceBuffer zeros(size_t count) {
     qc::DeviceBuffer b(count * sizeof(T));
     qc::memset_device(b.get(), 0, b.size(), nullptr);
@@ -146,7 +153,7 @@ py::array_t<uint8_t> op_quantize_q8k(const Arr<float>& x) {
 // the default stream (into *ms); returns the output of the last launch.
 py::array_t<float> run_matvec_q8k(uint32_t type, const Arr<uint8_t>& w, int64_t n, const Arr<uint8_t>& a,
                                   const std::optional<Arr<int32_t>>& ids, bool act_per_slot, bool group, int reps,
-                                  std::vector<float>* ms) {
+                                  std::vector<float>* ms, int64_t a_offset = 0, int64_t w_offset = 0) {
     const int64_t rb = row_bytes_of(type, n);
     const auto [n_mat, n_rows] = weight_shape(w, rb);
     require(n % QK_K == 0, "n must be a multiple of 256");
@@ -154,12 +161,15 @@ py::array_t<float> run_matvec_q8k(uint32_t type, const Arr<uint8_t>& w, int64_t 
             "activations must be (rows, n/256 * 292) Q8K bytes");
     Slots s = make_slots(ids, a.shape(0), act_per_slot);
     make_groups(s, n_mat, group);
-    auto dw = upload(w);
-    auto da = upload(a);
+    require(a_offset >= 0 && a_offset % 4 == 0 && w_offset >= 0 && w_offset % 4 == 0,
+            "a_offset and w_offset must be non-negative multiples of 4");
+    auto dw = upload_at(w, w_offset);
+    auto da = upload_at(a, a_offset);
+    const block_q8k* a_dev = reinterpret_cast<const block_q8k*>(da.as<uint8_t>() + a_offset);
     qc::DeviceBuffer dout((size_t)((int64_t)s.n_tok * s.n_used * n_rows) * sizeof(float));
     qc::MatvecArgs p;
     p.type = type;
-    p.w = dw.get();
+    p.w = dw.as<uint8_t>() + w_offset;
     p.n_rows = n_rows;
     p.n = n;
     p.n_mat = n_mat;
@@ -169,14 +179,14 @@ py::array_t<float> run_matvec_q8k(uint32_t type, const Arr<uint8_t>& w, int64_t 
     p.act_per_slot = act_per_slot;
     p.out = dout.as<float>();
     p.groups = s.groups.as<int32_t>();
-    qc::matvec_q8k(p, da.as<block_q8k>(), nullptr);
+    qc::matvec_q8k(p, a_dev, nullptr);
     if (reps > 0) {
         void* e0 = qc::event_create();
         void* e1 = qc::event_create();
         try {
             for (int i = 0; i < reps; ++i) {
                 qc::event_record(e0, nullptr);
-                qc::matvec_q8k(p, da.as<block_q8k>(), nullptr);
+                qc::matvec_q8k(p, a_dev, nullptr);
                 qc::event_record(e1, nullptr);
                 ms->push_back(qc::event_elapsed_ms(e0, e1));
             }
@@ -192,8 +202,9 @@ py::array_t<float> run_matvec_q8k(uint32_t type, const Arr<uint8_t>& w, int64_t 
 }
 
 py::array_t<float> op_matvec_q8k(uint32_t type, const Arr<uint8_t>& w, int64_t n, const Arr<uint8_t>& a,
-                                 const std::optional<Arr<int32_t>>& ids, bool act_per_slot, bool group) {
-    return run_matvec_q8k(type, w, n, a, ids, act_per_slot, group, 0, nullptr);
+                                 const std::optional<Arr<int32_t>>& ids, bool act_per_slot, bool group,
+                                 int64_t a_offset, int64_t w_offset) {
+    return run_matvec_q8k(type, w, n, a, ids, act_per_slot, group, 0, nullptr, a_offset, w_offset);
 }
 
 // op_matvec_q8k with the operands uploaded once and `reps` launches, each timed by CUDA events
@@ -498,7 +509,10 @@ void bind_cuda(py::module_& m) {
           "Returns the allocations made since the previous call.");
     m.def("cuda_ops_quantize_q8k", &op_quantize_q8k, py::arg("x"));
     m.def("cuda_ops_matvec_q8k", &op_matvec_q8k, py::arg("type"), py::arg("w"), py::arg("n"), py::arg("a"),
-          py::arg("ids") = py::none(), py::arg("act_per_slot") = false, py::arg("group") = true);
+          py::arg("ids") = py::none(), py::arg("act_per_slot") = false, py::arg("group") = true,
+          py::arg("a_offset") = 0, py::arg("w_offset") = 0,
+          "One Q8K matvec launch; a_offset / w_offset place the activations / weights that many bytes "
+          "past a device allocation's start (the kernels' alignment cases).");
     m.def("cuda_ops_matvec_q8k_timed", &op_matvec_q8k_timed, py::arg("type"), py::arg("w"), py::arg("n"),
           py::arg("a"), py::arg("ids") = py::none(), py::arg("act_per_slot") = false, py::arg("group") = true,
           py::arg("reps") = 20);
