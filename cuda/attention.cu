@@ -356,26 +356,57 @@ __device__ __forceinline__ void tiled_node(const float* qp, const float* kp, int
 
 // Loads kAttnTile cache rows from position t0 (head offset hoff) into dst: permuted (K) or
 // plain (V) layout; positions above kmax and dims >= hd read as 0 (never used in a sum).
+// A warp's 16 rows go in batches of Q3_ATTN_LOAD_BATCH (8): every raw load of a batch is issued
+// before its first conversion and store, so a batch costs one memory round trip. (A store right
+// after its own loads held the next loads back until they returned: 16 round trips per tile.
+// Batches of 16 spill under the 128-register bound of two blocks per SM.)
+#ifndef Q3_ATTN_LOAD_BATCH
+#define Q3_ATTN_LOAD_BATCH 8
+#endif
+template <bool F16> struct KvRaw { using type = float; };
+template <> struct KvRaw<true> { using type = uint16_t; };
+template <bool F16>
+__device__ __forceinline__ float kv_widen(typename KvRaw<F16>::type x) {
+    if constexpr (F16) {
+        if ((x & 0x7c00u) == 0x7c00u && (x & 0x03ffu) != 0u) return canon_f16_to_f32(x);  // NaN
+        return __half2float(__ushort_as_half(x));
+    } else
+        return x;
+}
 template <bool F16, int NC, bool PERMUTED>
 __device__ __forceinline__ void tiled_load_kv(float* dst, const void* cache, int64_t t0, int64_t kmax,
                                               int64_t kv_row, int64_t hoff, int hd) {
+    using Raw = typename KvRaw<F16>::type;
     constexpr int S = tiled_stride<NC>();
+    constexpr int kWarps = kTiledThreads / kWarp;
+    constexpr int kRowsPerWarp = kAttnTile / kWarps;
+    constexpr int kBatch = Q3_ATTN_LOAD_BATCH < kRowsPerWarp ? Q3_ATTN_LOAD_BATCH : kRowsPerWarp;
+    static_assert(kRowsPerWarp % kBatch == 0, "whole batches");
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-#pragma unroll 4
-    for (int j = warp; j < kAttnTile; j += kTiledThreads / kWarp) {
-        const int64_t key = t0 + j;
-        const int64_t base = key * kv_row + hoff;
-        float v[NC];
+    const int64_t stride = kWarps * kv_row;  // elements from one of the warp's rows to the next
+    const Raw* src = static_cast<const Raw*>(cache) + (t0 + warp) * kv_row + hoff + lane;
+    const int64_t nrows = kmax - t0 - warp;   // the warp's row r is a key <= kmax iff kWarps r <= nrows
+#pragma unroll 1
+    for (int b0 = 0; b0 < kRowsPerWarp; b0 += kBatch, src += kBatch * stride) {
+        Raw raw[kBatch][NC];
 #pragma unroll
-        for (int c = 0; c < NC; ++c) {
-            const int i = lane + 32 * c;
-            v[c] = key <= kmax && i < hd ? kv_value<F16>(cache, base + i) : 0.0f;
+        for (int jj = 0; jj < kBatch; ++jj) {
+            const bool ok = kWarps * (b0 + jj) <= nrows;
+#pragma unroll
+            for (int c = 0; c < NC; ++c) raw[jj][c] = ok && lane + 32 * c < hd ? src[jj * stride + 32 * c] : Raw(0);
         }
-        if constexpr (PERMUTED) {
-            sts_vec<NC>(dst + j * S + lane * NC, v);
-        } else {
 #pragma unroll
-            for (int c = 0; c < NC; ++c) dst[j * S + lane + 32 * c] = v[c];
+        for (int jj = 0; jj < kBatch; ++jj) {
+            const int j = warp + kWarps * (b0 + jj);
+            float v[NC];
+#pragma unroll
+            for (int c = 0; c < NC; ++c) v[c] = kv_widen<F16>(raw[jj][c]);
+            if constexpr (PERMUTED) {
+                sts_vec<NC>(dst + j * S + lane * NC, v);
+            } else {
+#pragma unroll
+                for (int c = 0; c < NC; ++c) dst[j * S + lane + 32 * c] = v[c];
+            }
         }
     }
 }

@@ -111,14 +111,14 @@ for step in $steps; do
         python3 bench/cuda_profile.py $M30 $spec 2>&1 | tee -a "$OUT/prefprof.log" | grep -v "^-" | head -30
       done
       ;;
-    ncuprefill)  # Nsight Compute on ~one layer of a pp512 prefill (NCU_SKIP launches skipped)
+    ncuprefill)  # Nsight Compute on ~one layer of a pp512 prefill (NCU_SKIP launches skipped; NCU_EXTRA: more ncu args)
       log ncuprefill
       timeout 400 ncu --clock-control none --section SpeedOfLight --section Occupancy --section LaunchStats \
         --section WarpStateStats --section SchedulerStats --section MemoryWorkloadAnalysis \
-        --section ComputeWorkloadAnalysis --section InstructionStats \
+        --section ComputeWorkloadAnalysis --section InstructionStats ${NCU_EXTRA:-} \
         -k regex:"${NCU_K:-attn_tiled|matvec_mma_wide|matvec_tiled}" --launch-skip ${NCU_SKIP:-30} \
         --launch-count ${NCU_COUNT:-8} python3 bench/ncu_prefill.py $M30 512 0 > "$OUT/ncu-prefill.txt" 2>&1
-      grep -E "attn_tiled|matvec_|Duration|Registers Per|Achieved Occupancy|Compute \(SM\) Throughput|Memory Throughput|Issue Slots Busy|No Eligible" "$OUT/ncu-prefill.txt" | head -120
+      grep -E "attn_tiled|matvec_|Duration|Registers Per|Achieved Occupancy|Compute \(SM\) Throughput|Memory Throughput|Issue Slots Busy|No Eligible|stalled" "$OUT/ncu-prefill.txt" | head -${NCU_LINES:-120}
       ;;
     vram32k)
       log vram32k
