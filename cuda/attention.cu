@@ -44,14 +44,20 @@ constexpr int kMaxHeadDim = 256;  // two output dims per thread
 // stays under the 48 KiB that needs no opt-in).
 constexpr int64_t kMaxCachedScores = 11 * 1024;
 
+// A cache element as stored (f16 bits or f32) and widened to f32.
+template <bool F16> struct KvRaw { using type = float; };
+template <> struct KvRaw<true> { using type = uint16_t; };
+template <bool F16>
+__device__ __forceinline__ float kv_widen(typename KvRaw<F16>::type x) {
+    if constexpr (F16) {
+        if ((x & 0x7c00u) == 0x7c00u && (x & 0x03ffu) != 0u) return canon_f16_to_f32(x);  // NaN
+        return __half2float(__ushort_as_half(x));
+    } else
+        return x;
+}
 template <bool F16>
 __device__ __forceinline__ float kv_value(const void* cache, int64_t i) {
-    if constexpr (F16) {
-        const uint16_t h = static_cast<const uint16_t*>(cache)[i];
-        if ((h & 0x7c00u) == 0x7c00u && (h & 0x03ffu) != 0u) return canon_f16_to_f32(h);  // NaN
-        return __half2float(__ushort_as_half(h));
-    } else
-        return static_cast<const float*>(cache)[i];
+    return kv_widen<F16>(static_cast<const typename KvRaw<F16>::type*>(cache)[i]);
 }
 
 // s = canon_dot(q, k_row, hd) * kq_scale, computed by one warp (all lanes return it).
@@ -363,16 +369,6 @@ __device__ __forceinline__ void tiled_node(const float* qp, const float* kp, int
 #ifndef Q3_ATTN_LOAD_BATCH
 #define Q3_ATTN_LOAD_BATCH 8
 #endif
-template <bool F16> struct KvRaw { using type = float; };
-template <> struct KvRaw<true> { using type = uint16_t; };
-template <bool F16>
-__device__ __forceinline__ float kv_widen(typename KvRaw<F16>::type x) {
-    if constexpr (F16) {
-        if ((x & 0x7c00u) == 0x7c00u && (x & 0x03ffu) != 0u) return canon_f16_to_f32(x);  // NaN
-        return __half2float(__ushort_as_half(x));
-    } else
-        return x;
-}
 template <bool F16, int NC, bool PERMUTED>
 __device__ __forceinline__ void tiled_load_kv(float* dst, const void* cache, int64_t t0, int64_t kmax,
                                               int64_t kv_row, int64_t hoff, int hd) {
