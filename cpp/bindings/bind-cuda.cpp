@@ -66,18 +66,13 @@ namespace {
 
 namespace qc = qwen3moe::cuda;
 
-template <class T> qc::DeviceBuffer upload(const Arr<T>& a) {
-    qc::DeviceBuffer b((size_t)a.nbytes());
-    qc::memcpy_h2d(b.get(), a.data(), (size_t)a.nbytes(), nullptr);
-    return b;
-}
-
-// `a` placed `offset` bytes into a device buffer (tests of kernels' alignment cases).
+// `a` placed `offset` bytes into a new device buffer (offsets: tests of kernels' alignment cases).
 template <class T> qc::DeviceBuffer upload_at(const Arr<T>& a, int64_t offset) {
     qc::DeviceBuffer b((size_t)(a.nbytes() + offset));
     qc::memcpy_h2d(static_cast<uint8_t*>(b.get()) + offset, a.data(), (size_t)a.nbytes(), nullptr);
     return b;
 }
+template <class T> qc::DeviceBuffer upload(const Arr<T>& a) { return upload_at(a, 0); }
 
 template <class T> qc::DeviceBuffer zeros(size_t count) {
     qc::DeviceBuffer b(count * sizeof(T));
