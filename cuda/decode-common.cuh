@@ -272,6 +272,48 @@ __device__ __forceinline__ void block_rms_norm_q8k(const float* x, const float* 
     __syncthreads();
 }
 
+// Q8K activation blocks of the decode dots in shared memory. In the one-thread-per-(row, block)
+// split, lane j of a segment reads activation block j, so one 4-byte load of a warp touches up
+// to 32 different blocks 292 bytes apart: from global memory that is one L1 wavefront per
+// distinct line, ~8-24 per load and 64 loads per block dot. Measured on an H200 (bench/NOTES.md,
+// session 8): the o-proj's dots 6.0 -> 3.1 us, the down projection's 5.8 -> 3.5. In shared
+// memory the same reads are conflict-free: block j starts at bank 73 j mod 32, a bijection.
+//
+// The whole block: start copying n_blocks Q8K blocks from global src (written by an earlier
+// kernel; read with ld.global.cg) into shared dst (16-byte aligned): the loads are issued and
+// stored here; the caller's next __syncthreads (e.g. stage_wait's) hands them to the block.
+__device__ __forceinline__ void block_copy_q8k_nosync(const block_q8k* src, int64_t n_blocks, block_q8k* dst) {
+    const int64_t bytes = n_blocks * (int64_t)sizeof(block_q8k);
+    // kBatch loads per thread are issued before any store (one round trip per batch).
+    constexpr int kBatch = 2;
+    const int64_t step = (int64_t)blockDim.x;
+    if (reinterpret_cast<uintptr_t>(src) % 16 == 0 && bytes % 16 == 0) {
+        const uint4* s = reinterpret_cast<const uint4*>(src);
+        uint4* d = reinterpret_cast<uint4*>(dst);
+        for (int64_t i0 = threadIdx.x; i0 < bytes / 16; i0 += kBatch * step) {
+            uint4 v[kBatch];
+#pragma unroll
+            for (int b = 0; b < kBatch; ++b)
+                if (i0 + b * step < bytes / 16) v[b] = __ldcg(s + i0 + b * step);
+#pragma unroll
+            for (int b = 0; b < kBatch; ++b)
+                if (i0 + b * step < bytes / 16) d[i0 + b * step] = v[b];
+        }
+    } else {
+        const int* s = reinterpret_cast<const int*>(src);  // blocks are 4-byte aligned (292 = 4 x 73)
+        int* d = reinterpret_cast<int*>(dst);
+        for (int64_t i0 = threadIdx.x; i0 < bytes / 4; i0 += 4 * kBatch * step) {
+            int v[4 * kBatch];
+#pragma unroll
+            for (int b = 0; b < 4 * kBatch; ++b)
+                if (i0 + b * step < bytes / 4) v[b] = __ldcg(s + i0 + b * step);
+#pragma unroll
+            for (int b = 0; b < 4 * kBatch; ++b)
+                if (i0 + b * step < bytes / 4) d[i0 + b * step] = v[b];
+        }
+    }
+}
+
 // The whole block: Q8K blocks of rows x [n_rows][n] (global, 16-byte aligned rows) into shared
 // q_sh [n_rows][n / 256], as quantize_q8k. Ends with __syncthreads.
 __device__ __forceinline__ void block_quantize_q8k(const float* x, int64_t n_rows, int64_t n, block_q8k* q_sh) {

@@ -34,7 +34,7 @@ constexpr int kMaxSlots = 64;
 // phase (release / acquire at cluster scope) publishes them and that block quantises the
 // chunk — no fence, counter or reload through global memory.
 template <bool kCluster>
-__global__ void __launch_bounds__(kDecThreads) dec_gate_up_kernel(DecGateUpArgs p, int64_t g_smem) {
+__global__ void __launch_bounds__(kDecThreads) dec_gate_up_kernel(DecGateUpArgs p, int64_t g_smem, int64_t a_smem) {
     extern __shared__ __align__(16) unsigned char smem[];
     const int64_t nb = p.n / QK_K;
     const int W = dec_seg_width(nb), R = kDecThreads / W;
@@ -58,13 +58,16 @@ __global__ void __launch_bounds__(kDecThreads) dec_gate_up_kernel(DecGateUpArgs 
         us = stage_async(smem + g_smem, static_cast<const uint8_t*>(p.up) + (e * p.n_ff + i0) * ub, R * ub);
     }
     stage_commit();
+    // The ffn_norm Q8K blocks in shared memory (block_copy_q8k_nosync); stage_wait publishes them.
+    block_q8k* a_sh = reinterpret_cast<block_q8k*>(smem + a_smem);
+    block_copy_q8k_nosync(p.a, nb, a_sh);
     stage_wait();
     dec_mark(p.trace, 2);
     const int seg = threadIdx.x / W;
     float gc = 0.0f, uc = 0.0f;
     if (valid && j < nb) {
-        gc = thread_block_contrib_any(p.gate_type, gs + seg * gb + j * (gb / nb), p.a + j);
-        uc = thread_block_contrib_any(p.up_type, us + seg * ub + j * (ub / nb), p.a + j);
+        gc = thread_block_contrib_any(p.gate_type, gs + seg * gb + j * (gb / nb), a_sh + j);
+        uc = thread_block_contrib_any(p.up_type, us + seg * ub + j * (ub / nb), a_sh + j);
     }
     float gv = seg_row_value(gc, j, nb, W), uv = seg_row_value(uc, j, nb, W);
     if (!valid) gv = uv = __int_as_float(0x7fc00000);
@@ -114,7 +117,7 @@ __global__ void __launch_bounds__(kDecThreads) dec_gate_up_kernel(DecGateUpArgs 
     if (threadIdx.x == 0) p.counters[r * nbf + c] = 0u;  // ready for the next launch
 }
 
-__global__ void __launch_bounds__(kDecThreads) dec_down_kernel(DecDownArgs p, int D, int64_t slot_smem) {
+__global__ void __launch_bounds__(kDecThreads) dec_down_kernel(DecDownArgs p, int D, int64_t slot_smem, int64_t q_smem) {
     extern __shared__ __align__(16) unsigned char smem[];
     __shared__ int64_t e_sh[kMaxSlots];
     const int64_t nb = p.n_ff / QK_K;
@@ -123,7 +126,7 @@ __global__ void __launch_bounds__(kDecThreads) dec_down_kernel(DecDownArgs p, in
     const int64_t d0 = (int64_t)blockIdx.x * D;
     const int64_t d1 = d0 + D < p.n_out ? d0 + D : p.n_out;
     const int64_t rb = q8k_row_bytes(p.type, p.n_ff);
-    float* y_sh = reinterpret_cast<float*>(smem + p.k * slot_smem);  // [k][D]
+    float* y_sh = reinterpret_cast<float*>(smem + p.k * slot_smem);  // [k][D], then the Q8K rows at q_smem
     dec_mark(p.trace, 0);
     // The router finished before this kernel could launch (see the file comment): read its ids
     // (bypassing L1) and start copying this block's rows of the k experts.
@@ -139,9 +142,17 @@ __global__ void __launch_bounds__(kDecThreads) dec_down_kernel(DecDownArgs p, in
     pdl_wait();
     pdl_launch_next();
     dec_mark(p.trace, 1);
+    // The k slots' Q8K SwiGLU rows in shared memory (block_copy_q8k_nosync), and the combine's
+    // weights and residual loaded now, so that their round trips overlap the copy and the dots;
+    // stage_wait publishes them.
+    block_q8k* q = reinterpret_cast<block_q8k*>(smem + q_smem);
+    block_copy_q8k_nosync(p.hidden_q8, p.k * nb, q);
+    __shared__ float w_sh[kMaxSlots];
+    for (int r = threadIdx.x; r < p.k; r += blockDim.x) w_sh[r] = p.weights[r];
+    const bool comb = (int)threadIdx.x < d1 - d0;
+    const float res = comb ? p.residual[d0 + threadIdx.x] : 0.0f;
     stage_wait();
     dec_mark(p.trace, 2);
-    const block_q8k* q = p.hidden_q8;
     const int items = p.k * D;
     for (int it0 = 0; it0 < items; it0 += S) {  // block-uniform trip count
         const int item = it0 + seg;
@@ -164,12 +175,12 @@ __global__ void __launch_bounds__(kDecThreads) dec_down_kernel(DecDownArgs p, in
     }
     __syncthreads();
     dec_mark(p.trace, 3);
-    if ((int)threadIdx.x < d1 - d0) {
+    if (comb) {
         const int64_t d = d0 + threadIdx.x;
         float acc = 0.0f;  // rank order from +0.0f, as moe_combine
-        for (int r = 0; r < p.k; ++r) acc = canon_fma(p.weights[r], y_sh[r * D + threadIdx.x], acc);
+        for (int r = 0; r < p.k; ++r) acc = canon_fma(w_sh[r], y_sh[r * D + threadIdx.x], acc);
         p.moe_out[d] = acc;
-        p.x_out[d] = p.residual[d] + acc;
+        p.x_out[d] = res + acc;
     }
     dec_mark(p.trace, 4);
     if (!p.next_norm_w) return;
@@ -203,17 +214,18 @@ void dec_gate_up(const DecGateUpArgs& p, void* stream, bool pdl) {
                               ggml_type_name(p.up_type));
     const int64_t R = kDecThreads / dec_seg_width(p.n / QK_K);
     const int64_t g_smem = stage_bytes(R * q8k_row_bytes(p.gate_type, p.n));
-    const size_t smem = (size_t)(g_smem + stage_bytes(R * q8k_row_bytes(p.up_type, p.n)));
+    const int64_t a_smem = g_smem + stage_bytes(R * q8k_row_bytes(p.up_type, p.n));  // 16-byte aligned
+    const size_t smem = (size_t)a_smem + (size_t)(p.n / QK_K) * sizeof(block_q8k);
     const dim3 grid((unsigned)(p.n_ff / R), (unsigned)p.k);
     const int per_chunk = (int)(QK_K / R);  // blocks of one 256-row chunk
     dec_set_smem(dec_gate_up_kernel<true>, smem, "dec_gate_up");
     if (dec_clusters_enabled() && per_chunk <= 16 &&
         dec_cluster_size(dec_gate_up_kernel<true>, smem, per_chunk, 1) == per_chunk) {
-        launch_dec_cluster(dec_gate_up_kernel<true>, grid, per_chunk, smem, stream, pdl, p, g_smem);
+        launch_dec_cluster(dec_gate_up_kernel<true>, grid, per_chunk, smem, stream, pdl, p, g_smem, a_smem);
         return;
     }
     dec_set_smem(dec_gate_up_kernel<false>, smem, "dec_gate_up");
-    launch_dec(dec_gate_up_kernel<false>, grid, smem, stream, pdl, p, g_smem);
+    launch_dec(dec_gate_up_kernel<false>, grid, smem, stream, pdl, p, g_smem, a_smem);
 }
 
 void dec_down(const DecDownArgs& p, void* stream, bool pdl) {
@@ -226,7 +238,8 @@ void dec_down(const DecDownArgs& p, void* stream, bool pdl) {
     const int S = kDecThreads / dec_seg_width(p.n_ff / QK_K);
     const int D = std::max(1, S / p.k);  // output rows per block: k * D segments' worth of dots
     const int64_t slot_smem = stage_bytes((int64_t)D * q8k_row_bytes(p.type, p.n_ff));
-    size_t smem = (size_t)(p.k * slot_smem) + (size_t)p.k * D * sizeof(float);
+    const int64_t q_smem = (p.k * slot_smem + (int64_t)p.k * D * (int64_t)sizeof(float) + 15) & ~int64_t(15);
+    size_t smem = (size_t)q_smem + (size_t)(p.k * (p.n_ff / QK_K)) * sizeof(block_q8k);
     if (p.next_norm_w) {
         if (p.n_out % QK_K != 0 || !p.next_norm_out || !p.next_norm_q8 || !p.counter)
             throw std::invalid_argument("dec_down: the next norm needs n_out % 256 == 0, outputs and a counter");
@@ -235,7 +248,7 @@ void dec_down(const DecDownArgs& p, void* stream, bool pdl) {
         smem = std::max(smem, norm_smem);
     }
     dec_set_smem(dec_down_kernel, smem, "dec_down");
-    launch_dec(dec_down_kernel, dim3(ceil_div_u(p.n_out, D)), smem, stream, pdl, p, D, slot_smem);
+    launch_dec(dec_down_kernel, dim3(ceil_div_u(p.n_out, D)), smem, stream, pdl, p, D, slot_smem, q_smem);
 }
 
 }  // namespace qwen3moe::cuda

@@ -2,7 +2,7 @@
 # GPU-machine driver (run through the device tool from the repo root): build the package on
 # the device, then run the requested steps, writing logs and JSON under $OUT.
 #   steps: build  cudatests  fusedtests  optests  synthbg  waitsynth  benchtg  trace  profdec  synth30b  parity30b  bench30b
-#          cpubench30b  cpuab  profile  prefprof  ncuprefill  vram32k
+#          cpubench30b  cpuab  profile  prefprof  ncuprefill  ncudecode  vram32k
 #          sanitize (compute-sanitizer)  reliab
 # Carried wheels for packages missing there (gguf) are expected in .whl/. CUDA_FLAGS (e.g.
 # -lineinfo, for Nsight Compute's source view) is added to the CUDA compile flags.
@@ -119,6 +119,14 @@ for step in $steps; do
         -k regex:"${NCU_K:-attn_tiled|matvec_mma_wide|matvec_tiled}" --launch-skip ${NCU_SKIP:-30} \
         --launch-count ${NCU_COUNT:-8} python3 bench/ncu_prefill.py $M30 512 0 > "$OUT/ncu-prefill.txt" 2>&1
       grep -E "attn_tiled|matvec_|Duration|Registers Per|Achieved Occupancy|Compute \(SM\) Throughput|Memory Throughput|Issue Slots Busy|No Eligible|stalled" "$OUT/ncu-prefill.txt" | head -${NCU_LINES:-120}
+      ;;
+    ncudecode)  # Nsight Compute stall reasons (PC samples, one pass) of the fused decode kernels, natural cache state
+      log ncudecode
+      timeout 500 ncu --clock-control none --cache-control none --replay-mode application \
+        --metrics "regex:smsp__pcsamp_warps_issue_stalled_[a-z_]+$,smsp__inst_executed.sum,gpu__time_duration.sum" \
+        -k regex:"${NCU_DK:-dec_}" --launch-skip ${NCU_DSKIP:-62} --launch-count ${NCU_DCOUNT:-6} \
+        python3 bench/ncu_decode.py $M30 > "$OUT/ncu-decode.txt" 2>&1
+      python3 bench/ncu_stalls.py "$OUT/ncu-decode.txt" | tee "$OUT/ncu-decode-summary.txt"
       ;;
     vram32k)
       log vram32k
