@@ -159,7 +159,9 @@ Q3_HD int dec_seg_width(int64_t nb) {
 // c_b of one weight block (run-time type, one thread).
 __device__ __forceinline__ float thread_block_contrib_any(uint32_t type, const uint8_t* wb, const block_q8k* a) {
     switch (type) {
-        case GGML_TYPE_Q4_K: return host_block_contrib<GGML_TYPE_Q4_K>(wb, a);
+        case GGML_TYPE_Q4_K:
+            if ((reinterpret_cast<uintptr_t>(wb) & 15) == 0) return thread_q4k_contrib(wb, a);
+            return host_block_contrib<GGML_TYPE_Q4_K>(wb, a);
         case GGML_TYPE_Q5_K: return host_block_contrib<GGML_TYPE_Q5_K>(wb, a);
         case GGML_TYPE_Q6_K: return host_block_contrib<GGML_TYPE_Q6_K>(wb, a);
         case GGML_TYPE_Q8_0: return host_block_contrib<GGML_TYPE_Q8_0>(wb, a);

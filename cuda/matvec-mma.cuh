@@ -48,15 +48,9 @@ Q3_HD int mma_packed_first(int lane, int h) { return 8 * (lane & 3) + 4 * h; }
 // Natural order (Q4_0): register half h holds values 16h + 4t + e (= k).
 Q3_HD int mma_natural_first(int lane, int h) { return 16 * h + 4 * (lane & 3); }
 
-// ---- Q4_K / Q5_K scales from the three little-endian words of the packed 12 bytes --------------
-// Same values as k4_unpack_scales (quant/blocks.h): out[0] = sc 0..3, out[1] = sc 4..7,
-// out[2] = m 0..3, out[3] = m 4..7 (one byte each).
-Q3_HD void k4_unpack_scale_words(uint32_t w0, uint32_t w1, uint32_t w2, uint32_t out[4]) {
-    out[0] = w0 & 0x3f3f3f3fu;
-    out[1] = (w2 & 0x0f0f0f0fu) | (((w0 >> 6) & 0x03030303u) << 4);
-    out[2] = w1 & 0x3f3f3f3fu;
-    out[3] = ((w2 >> 4) & 0x0f0f0f0fu) | (((w1 >> 6) & 0x03030303u) << 4);
-}
+// Q4_K / Q5_K scales from the three little-endian words of the packed 12 bytes:
+// k4_unpack_scale_words (quant/blocks.h; out[0] = sc 0..3, out[1] = sc 4..7, out[2] = m 0..3,
+// out[3] = m 4..7, one byte each).
 
 // ---- fragment registers from the block bytes (one .b32 register = 4 int8 values) -----------
 // Loads: mma_ld4 needs a 4-byte aligned address on the device, mma_ld4_a2 a 2-byte aligned one.

@@ -20,6 +20,7 @@
 
 #include "cuda/common.cuh"
 #include "cuda/cuda-ops.h"
+#include "cuda/q4k-thread.cuh"
 #include "quant/blocks.h"
 #include "quant/dot-canon.h"
 #include "quant/ggml-types.h"
@@ -27,20 +28,8 @@
 namespace qwen3moe::cuda {
 
 // ---- loads and the byte dot, written once for device and host (the host form runs the
-// same lane decomposition in matvec_q8k_host_model, which tests check on machines without GPU).
-
-// 16 bytes from a 16-byte aligned address.
-Q3_HD void ld_16(const uint8_t* p, int* v) {
-#if defined(__CUDA_ARCH__)
-    const int4 q = *reinterpret_cast<const int4*>(p);
-    v[0] = q.x;
-    v[1] = q.y;
-    v[2] = q.z;
-    v[3] = q.w;
-#else
-    std::memcpy(v, p, 16);
-#endif
-}
+// same lane decomposition in matvec_q8k_host_model, which tests check on machines without GPU;
+// ld_16 and ld_i32_a4: q4k-thread.cuh).
 
 // 4 bytes from a 2-byte aligned address.
 Q3_HD int ld_i32_a2(const uint8_t* p) {
@@ -55,15 +44,7 @@ Q3_HD int ld_i32_a2(const uint8_t* p) {
 }
 
 // 4 activation bytes qs[i .. i+3] (i % 4 == 0) of a Q8K block as one int.
-Q3_HD int ld_act4(const block_q8k* a, int i) {
-#if defined(__CUDA_ARCH__)
-    return *reinterpret_cast<const int*>(a->qs + i);
-#else
-    int v;
-    std::memcpy(&v, a->qs + i, 4);
-    return v;
-#endif
-}
+Q3_HD int ld_act4(const block_q8k* a, int i) { return ld_i32_a4(reinterpret_cast<const uint8_t*>(a->qs) + i); }
 
 // c + sum of the 4 products of the signed bytes of a and b (exact).
 Q3_HD int dp4a_s8(int a, int b, int c) {
@@ -322,6 +303,15 @@ template <uint32_t T> Q3_HDM float host_block_contrib(const uint8_t* wb, const b
         }
         return Q8KBlock<T>::finish(wb, a, isum, msum);
     }
+}
+
+// c_b of a Q4_K block (wb 16-byte aligned) with a Q8K block by one thread: the integers of
+// thread_q4k_sums (q4k-thread.cuh) with canon_block_q4k, the same bits as host_block_contrib.
+Q3_HDM float thread_q4k_contrib(const uint8_t* wb, const block_q8k* a) {
+    const block_q4_K* w = reinterpret_cast<const block_q4_K*>(wb);
+    int32_t isum, msum;
+    thread_q4k_sums(wb, a, &isum, &msum);
+    return canon_block_q4k(a->d, f16_to_f32(w->d), f16_to_f32(w->dmin), isum, msum);
 }
 
 // The canonical row: one warp computes dot(weight row `wrow` (nb blocks of 256), a[0..nb)).
