@@ -365,13 +365,16 @@ __global__ void __launch_bounds__(kDecThreads, 1) dec_attn_values(DecAttnArgs p)
 //     runs rank, rank + C, ... exactly as dec_attn_scores; the owner of the run holding pos
 //     first appends K and V at pos; each warp keeps the maximum of its head's scores;
 //  3. cluster barrier; m per head = the maximum of the C blocks' maxima, read through
-//     distributed shared memory (a NaN s_0 wins), as dec_attn_values;
+//     distributed shared memory (a NaN s_0 wins: rank 0, the owner of run 0, keeps each head's
+//     s_0 in shared memory for that), as dec_attn_values;
 //  4. takes the tiles rank, rank + C, ...: e_j and the tile's z and a[d] from +0.0f in ascending
 //     j (each lane runs up to four columns' chains), into the scratch partials as
 //     dec_attn_values;
 //  5. cluster barrier; the 256-output chunks rank, rank + C, ... of the group's G * hd outputs
 //     are combined over the tiles in ascending order and divided (attn_split_combine's
-//     expression), and quantised to Q8K when asked.
+//     expression), and quantised to Q8K when asked. With one tile (pos < 128) its owner,
+//     rank 0, does that in step 4 from its registers (Z = +0.0f + z, A = +0.0f + a: the same
+//     expression), so the combine's round trip through the partials leaves the critical path.
 // The barriers release and acquire at cluster scope, so the scores, partials and the appended
 // V row written by one block are visible to the others; those are read with ld.global.cg
 // (this SM's L1 may hold the scratch lines from an earlier layer's launch).
@@ -383,9 +386,9 @@ Q3_HD int64_t cluster_kv_floats(int hd) {
 }
 
 // Dynamic shared floats: q [kMaxGroup][hd], K run / V chunk, e [kMaxGroup][kAttnTile], one
-// Q8K block of outputs, block maxima and final maxima [kMaxGroup] each.
+// Q8K block of outputs, block maxima, final maxima and key 0's scores [kMaxGroup] each.
 Q3_HD int64_t cluster_smem_floats(int hd) {
-    return (int64_t)kMaxGroup * hd + cluster_kv_floats(hd) + (int64_t)kMaxGroup * kAttnTile + QK_K + 2 * kMaxGroup;
+    return (int64_t)kMaxGroup * hd + cluster_kv_floats(hd) + (int64_t)kMaxGroup * kAttnTile + QK_K + 3 * kMaxGroup;
 }
 
 // The whole block: prefetch rows [j0, j1) of KV head g's slice (hd elements) of a cache into L2.
@@ -418,6 +421,7 @@ __global__ void __launch_bounds__(kDecThreads, 1) dec_attn_cluster(DecAttnArgs p
     float* o_sh = e_sh + kMaxGroup * kAttnTile;         // [QK_K]
     float* bm_sh = o_sh + QK_K;                         // [G] this block's maxima (read by the cluster)
     float* m_sh = bm_sh + kMaxGroup;                    // [G] the heads' m
+    float* s0_sh = m_sh + kMaxGroup;                    // [G] rank 0: the heads' scores of key 0
     const Layout L = layout(p);
     const int64_t kv_row = (int64_t)p.n_head_kv * hd;
     const int64_t pos = p.pos[0];
@@ -474,6 +478,7 @@ __global__ void __launch_bounds__(kDecThreads, 1) dec_attn_cluster(DecAttnArgs p
             part[0] = part[0] + part[1];
             const float s = part[0] * kq_scale;
             L.scores[(int64_t)(g * G + h) * p.n_ctx + j0 + lane] = s;
+            if (j0 + lane == 0) s0_sh[h] = s;  // run 0 is rank 0's
             mloc = fmaxf(mloc, s);
         }
     }
@@ -487,7 +492,7 @@ __global__ void __launch_bounds__(kDecThreads, 1) dec_attn_cluster(DecAttnArgs p
         float mx = -__int_as_float(0x7f800000);
         for (int c = lane; c < C; c += kWarp) mx = fmaxf(mx, cluster.map_shared_rank(bm_sh, c)[warp]);
         mx = warp_max(mx);
-        const float s0 = __ldcg(L.scores + (int64_t)(g * G + warp) * p.n_ctx);
+        const float s0 = cluster.map_shared_rank(s0_sh, 0)[warp];  // through distributed shared memory
         if (lane == 0) m_sh[warp] = s0 != s0 ? s0 : mx;  // a NaN s_0 wins, as the CPU
     }
     dec_mark(p.trace, 4);
@@ -517,6 +522,20 @@ __global__ void __launch_bounds__(kDecThreads, 1) dec_attn_cluster(DecAttnArgs p
                     for (int i = 0; i < kVCols / kWarp; ++i)
                         if (i < ni) a[i] = canon_fma(e, kv_sh[j * kVCols + lane + kWarp * i], a[i]);
                 }
+                if (n_t == 1) {
+                    // The only tile: its owner (rank 0) finishes the combine here, exactly
+                    // attn_split_combine's Z = +0.0f + z, A = +0.0f + a, o = A / Z, into q_sh
+                    // (free after the scores) as the group's outputs [h][d].
+#pragma unroll
+                    for (int i = 0; i < kVCols / kWarp; ++i)
+                        if (i < ni) {
+                            const int d = c0 + lane + kWarp * i;
+                            const float o = canon_div(0.0f + a[i], 0.0f + z);
+                            p.out[(int64_t)(g * G + h) * hd + d] = o;
+                            q_sh[h * hd + d] = o;
+                        }
+                    continue;
+                }
                 float* part = L.part + ((int64_t)(g * G + h) * L.n_tiles + t) * (int64_t)(1 + hd);
                 if (c0 == 0 && lane == 0) part[0] = z;
 #pragma unroll
@@ -525,10 +544,16 @@ __global__ void __launch_bounds__(kDecThreads, 1) dec_attn_cluster(DecAttnArgs p
             }
         }
     }
+    const int n_out = G * hd, n_chunks = (n_out + QK_K - 1) / QK_K;
+    if (n_t == 1 && rank == 0 && p.out_q8) {  // whole Q8K blocks (checked on the host) of the outputs
+        __syncthreads();
+        for (int b = warp; b < n_chunks; b += kDecWarps)
+            warp_quantize_q8k_block(q_sh + b * QK_K, p.out_q8 + (int64_t)g * n_chunks + b);
+    }
     dec_mark(p.trace, 5);
     cluster.sync();  // 2: every tile's partials (and no block exits while its maxima are read)
     dec_mark(p.trace, 6);
-    const int n_out = G * hd, n_chunks = (n_out + QK_K - 1) / QK_K;
+    if (n_t == 1) return;  // rank 0 has finished
     constexpr int kBatch = 8;  // loads issued together, then added in ascending order
     for (int qc = rank; qc < n_chunks; qc += C) {
         const int pr = qc * QK_K + (int)threadIdx.x;

@@ -163,7 +163,7 @@ __device__ __forceinline__ float thread_block_contrib_any(uint32_t type, const u
             if ((reinterpret_cast<uintptr_t>(wb) & 15) == 0) return thread_q4k_contrib(wb, a);
             return host_block_contrib<GGML_TYPE_Q4_K>(wb, a);
         case GGML_TYPE_Q5_K: return host_block_contrib<GGML_TYPE_Q5_K>(wb, a);
-        case GGML_TYPE_Q6_K: return host_block_contrib<GGML_TYPE_Q6_K>(wb, a);
+        case GGML_TYPE_Q6_K: return thread_q6k_contrib(wb, a);
         case GGML_TYPE_Q8_0: return host_block_contrib<GGML_TYPE_Q8_0>(wb, a);
         case GGML_TYPE_Q4_0: return host_block_contrib<GGML_TYPE_Q4_0>(wb, a);
         default: return __int_as_float(0x7fc00000);  // rejected on the host before capture

@@ -20,7 +20,7 @@
 
 #include "cuda/common.cuh"
 #include "cuda/cuda-ops.h"
-#include "cuda/q4k-thread.cuh"
+#include "cuda/thread-dots.cuh"
 #include "quant/blocks.h"
 #include "quant/dot-canon.h"
 #include "quant/ggml-types.h"
@@ -29,7 +29,7 @@ namespace qwen3moe::cuda {
 
 // ---- loads and the byte dot, written once for device and host (the host form runs the
 // same lane decomposition in matvec_q8k_host_model, which tests check on machines without GPU;
-// ld_16 and ld_i32_a4: q4k-thread.cuh).
+// ld_16 and ld_i32_a4: thread-dots.cuh).
 
 // 4 bytes from a 2-byte aligned address.
 Q3_HD int ld_i32_a2(const uint8_t* p) {
@@ -306,12 +306,19 @@ template <uint32_t T> Q3_HDM float host_block_contrib(const uint8_t* wb, const b
 }
 
 // c_b of a Q4_K block (wb 16-byte aligned) with a Q8K block by one thread: the integers of
-// thread_q4k_sums (q4k-thread.cuh) with canon_block_q4k, the same bits as host_block_contrib.
+// thread_q4k_sums (thread-dots.cuh) with canon_block_q4k, the same bits as host_block_contrib.
 Q3_HDM float thread_q4k_contrib(const uint8_t* wb, const block_q8k* a) {
     const block_q4_K* w = reinterpret_cast<const block_q4_K*>(wb);
     int32_t isum, msum;
     thread_q4k_sums(wb, a, &isum, &msum);
     return canon_block_q4k(a->d, f16_to_f32(w->d), f16_to_f32(w->dmin), isum, msum);
+}
+
+// c_b of a Q6_K block (2-byte aligned) with a Q8K block by one thread: the integer of
+// thread_q6k_isum (thread-dots.cuh) with canon_block_q6k, the same bits as host_block_contrib.
+Q3_HDM float thread_q6k_contrib(const uint8_t* wb, const block_q8k* a) {
+    const block_q6_K* w = reinterpret_cast<const block_q6_K*>(wb);
+    return canon_block_q6k(a->d, f16_to_f32(w->d), thread_q6k_isum(wb, a));
 }
 
 // The canonical row: one warp computes dot(weight row `wrow` (nb blocks of 256), a[0..nb)).

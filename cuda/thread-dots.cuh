@@ -1,10 +1,11 @@
-// q4k-thread.cuh — the exact integer sums of one Q4_K block with one Q8K block, computed by one
-// thread (the decode kernels' one-thread-per-(row, block) dots, decode-common.cuh), written as
-// small Q3_HD functions so the CPU build can test them (tests_cpp/test-q4k-thread.cpp).
+// thread-dots.cuh — the exact integer sums of one weight block with one Q8K block, computed by
+// one thread (the decode kernels' one-thread-per-(row, block) dots, decode-common.cuh), for the
+// two types of the Q4_K_M files' hot matrices, written as small Q3_HD functions so the CPU build
+// can test them (tests_cpp/test-thread-dots.cpp). Integer sums in any order are the same
+// integers (dot-canon.h), so c_b is unchanged; these form them with fewer instructions than
+// Q8KBlock's 8 lane slices run in turn (matvec-q8k.cuh), whose loop the compiler keeps rolled.
 //
-// The same integers as Q8KBlock<Q4_K>'s 8 lane slices (matvec-q8k.cuh), formed with fewer
-// instructions: ~300 straight-line sm_90 instructions against ~630 executed by the slice loop,
-// which the compiler kept rolled with a branchy scale decode per slice:
+// Q4_K (thread_q4k_sums; ~300 straight-line sm_90 instructions against ~630 executed):
 //  * the 128 qs bytes in eight 16-byte loads; the 8 scales and mins decoded once, as bytes of
 //    packed words (k4_unpack_scale_words);
 //  * sub-block 2c (low nibbles of qs chunk c): dp4a of (w & 0x0f0f0f0f) with values 64c + l;
@@ -12,7 +13,11 @@
 //    which is 16 times the dot, so those terms add up to 16 x their part of isum
 //    (|16 isum| < 2^30: no overflow) and one exact shift by 4 gives it back;
 //  * msum = sum_j m_j (bsums[2j] + bsums[2j+1]) from the bsums' 32-bit words.
-// Integer sums in any order are the same integers (dot-canon.h), so c_b is unchanged.
+// Q6_K (thread_q6k_isum): blocks are 210 bytes, so only 2-byte aligned; each 4-byte word comes
+// from two aligned loads and a funnel shift (ld_run_a2: neighbouring words share their loads),
+// ql and qh words are each loaded once for the nibble halves and 2-bit groups they serve, and
+// the unsigned 6-bit values (0..63) go through dp4a.u32.s32 with the - 32 applied per sub-block
+// as -32 bsums[sb] (as Q8KBlock<Q6_K> does).
 #pragma once
 #include <cstdint>
 #include <cstring>
@@ -50,6 +55,24 @@ Q3_HD void ld_16(const uint8_t* p, int* v) {
     v[3] = q.w;
 #else
     std::memcpy(v, p, 16);
+#endif
+}
+
+// Words w[k] = bytes p[4k .. 4k+3], k < N, of a run at a 2-byte aligned address: N + 1 aligned
+// 4-byte loads and N funnel shifts. Reads up to 2 bytes past p + 4N (callers keep that inside
+// the block).
+template <int N>
+Q3_HD void ld_run_a2(const uint8_t* p, uint32_t (&w)[N]) {
+#if defined(__CUDA_ARCH__)
+    const uint32_t off = (uint32_t)reinterpret_cast<uintptr_t>(p) & 3u;
+    const uint32_t* b = reinterpret_cast<const uint32_t*>(p - off);  // keeps p's state space (shared)
+    uint32_t a[N + 1];
+    Q3_UNROLL
+    for (int k = 0; k <= N; ++k) a[k] = b[k];
+    Q3_UNROLL
+    for (int k = 0; k < N; ++k) w[k] = __funnelshift_r(a[k], a[k + 1], off * 8u);
+#else
+    std::memcpy(w, p, 4 * N);
 #endif
 }
 
@@ -101,6 +124,43 @@ Q3_HD void thread_q4k_sums(const uint8_t* wb, const block_q8k* a, int32_t* isum_
         msum += (int)((mw >> (8 * (j & 3))) & 0xffu) * pair;
     }
     *msum_out = msum;
+}
+
+// isum = sum_sb sc_sb sum_i (q_i - 32) a_i (dot-canon.h) of the Q6_K block at wb (2-byte
+// aligned) and the Q8K block a (4-byte aligned). Value 128 h + 32 s + l has its low 4 bits in
+// nibble s >> 1 of ql[64 h + 32 (s & 1) + l] and its high 2 bits at bit 2 s of qh[32 h + l].
+Q3_HD int32_t thread_q6k_isum(const uint8_t* wb, const block_q8k* a) {
+    const block_q6_K* w = reinterpret_cast<const block_q6_K*>(wb);
+    const uint8_t* act = reinterpret_cast<const uint8_t*>(a->qs);    // offset 4 of the block
+    const uint8_t* bs = reinterpret_cast<const uint8_t*>(a->bsums);  // offset 260: 4-byte aligned
+    int isum = 0;
+    Q3_UNROLL
+    for (int h = 0; h < 2; ++h) {
+        uint32_t qh[8];
+        ld_run_a2(w->qh + 32 * h, qh);
+        Q3_UNROLL
+        for (int s1 = 0; s1 < 2; ++s1) {  // the ql run of groups s = s1 (low nibbles) and s1 + 2 (high)
+            uint32_t ql[8];
+            ld_run_a2(w->ql + 64 * h + 32 * s1, ql);
+            Q3_UNROLL
+            for (int hi = 0; hi < 2; ++hi) {
+                const int s = s1 + 2 * hi, v0 = 128 * h + 32 * s, sb = 8 * h + 2 * s;
+                int d0 = 0, d1 = 0;
+                Q3_UNROLL
+                for (int k = 0; k < 8; ++k) {
+                    const uint32_t q = ((ql[k] >> (4 * hi)) & 0x0f0f0f0fu) | (((qh[k] >> (2 * s)) & 0x03030303u) << 4);
+                    if (k < 4)
+                        d0 = dp4a_u8s8(q, ld_i32_a4(act + v0 + 4 * k), d0);
+                    else
+                        d1 = dp4a_u8s8(q, ld_i32_a4(act + v0 + 4 * k), d1);
+                }
+                const uint32_t bw = (uint32_t)ld_i32_a4(bs + 2 * sb);  // bsums[sb], bsums[sb + 1]
+                const int b0 = (int)(int16_t)(bw & 0xffffu), b1 = (int)(int16_t)(bw >> 16);
+                isum += (int)w->scales[sb] * (d0 - 32 * b0) + (int)w->scales[sb + 1] * (d1 - 32 * b1);
+            }
+        }
+    }
+    return isum;
 }
 
 }  // namespace qwen3moe::cuda
