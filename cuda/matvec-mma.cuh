@@ -25,6 +25,7 @@
 #include <cstring>
 
 #include "cuda/cuda-ops.h"
+#include "cuda/thread-dots.cuh"
 #include "ops/canon.h"
 #include "quant/blocks.h"
 
@@ -54,15 +55,7 @@ Q3_HD int mma_natural_first(int lane, int h) { return 16 * h + 4 * (lane & 3); }
 
 // ---- fragment registers from the block bytes (one .b32 register = 4 int8 values) -----------
 // Loads: mma_ld4 needs a 4-byte aligned address on the device, mma_ld4_a2 a 2-byte aligned one.
-Q3_HD uint32_t mma_ld4(const uint8_t* p) {
-#if defined(__CUDA_ARCH__)
-    return *reinterpret_cast<const uint32_t*>(p);
-#else
-    uint32_t v;
-    std::memcpy(&v, p, 4);
-    return v;
-#endif
-}
+Q3_HD uint32_t mma_ld4(const uint8_t* p) { return (uint32_t)ld_i32_a4(p); }
 Q3_HD uint32_t mma_ld4_a2(const uint8_t* p) {
 #if defined(__CUDA_ARCH__)
     const uint16_t* h = reinterpret_cast<const uint16_t*>(p);

@@ -19,16 +19,13 @@
 #include "quant/dot-canon.h"
 #include "quant/ggml-types.h"
 #include "quant/quant.h"
+#include "float-bits.h"
 
 using namespace qwen3moe;
 using namespace qwen3moe::cuda;
 
 namespace {
-uint32_t bits(float f) {
-    uint32_t u;
-    std::memcpy(&u, &f, 4);
-    return u;
-}
+using test::bits;
 }  // namespace
 
 TEST_CASE("mma k32 fragments are bijections onto A 16x32, B 32x8, C 16x8", "[mma]") {

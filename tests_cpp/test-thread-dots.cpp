@@ -12,16 +12,13 @@
 #include "quant/dot-canon.h"
 #include "quant/ggml-types.h"
 #include "quant/quant.h"
+#include "float-bits.h"
 
 using namespace qwen3moe;
 using namespace qwen3moe::cuda;
 
 namespace {
-uint32_t bits(float f) {
-    uint32_t u;
-    std::memcpy(&u, &f, 4);
-    return u;
-}
+using test::bits;
 
 // isum, msum straight from the definition: value i of sub-block j = i / 32 is nibble
 // (i % 64 < 32 ? low : high) of qs[32 (i / 64) + i % 32].
