@@ -278,7 +278,7 @@ __device__ __forceinline__ void block_rms_norm_q8k(const float* x, const float* 
 // split, lane j of a segment reads activation block j, so one 4-byte load of a warp touches up
 // to 32 different blocks 292 bytes apart: from global memory that is one L1 wavefront per
 // distinct line, ~8-24 per load and 64 loads per block dot. Measured on an H200 (bench/NOTES.md,
-// session 8): the o-proj's dots 6.0 -> 3.1 us, the down projection's 5.8 -> 3.5. In shared
+// session 8): the o-proj's dots 6.0 -> 3.2 us, the down projection's 5.8 -> 3.9. In shared
 // memory the same reads are conflict-free: block j starts at bank 73 j mod 32, a bijection.
 //
 // The whole block: start copying n_blocks Q8K blocks from global src (written by an earlier
