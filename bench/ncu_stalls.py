@@ -9,9 +9,9 @@ def main() -> None:
     kern = None
     rows: dict = {}
     order = []
+    units: dict = {}  # metric -> unit column (gpu__time_duration: usecond, nsecond, ...)
     for line in open(sys.argv[1], errors="replace"):
-        m = re.match(r"\s+(\S+?)(?:<.*?>)?\(.*\)\s+\(\d+, \d+, \d+\)x\(\d+, \d+, \d+\)", line)
-        if m or re.match(r"\s+\S.*\(\d+, \d+, \d+\)x\(\d+, \d+, \d+\), Context", line):
+        if re.match(r"\s+\S.*\(\d+, \d+, \d+\)x\(\d+, \d+, \d+\)", line):  # a launch's header
             name = line.strip().split("(")[0]
             kern = f"{len(order)}:{name[-40:]}"
             order.append(kern)
@@ -23,6 +23,7 @@ def main() -> None:
         if len(parts) >= 3 and (parts[0].startswith("smsp__") or parts[0].startswith("gpu__")):
             try:
                 rows[kern][parts[0]] = float(parts[-1].replace(",", ""))
+                units[parts[0]] = parts[-2]
             except ValueError:
                 pass
     for k in order:
@@ -31,7 +32,8 @@ def main() -> None:
               for n, v in r.items() if "stalled" in n and not n.endswith("_not_issued")}
         tot = sum(st.values()) or 1.0
         top = sorted(st.items(), key=lambda kv: -kv[1])[:8]
-        print(f"{k}: {r.get('gpu__time_duration.sum', 0):.0f} ns, {r.get('smsp__inst_executed.sum', 0):.0f} warp instr, "
+        print(f"{k}: {r.get('gpu__time_duration.sum', 0):.2f} {units.get('gpu__time_duration.sum', '')}, "
+              f"{r.get('smsp__inst_executed.sum', 0):.0f} warp instr, "
               f"{tot:.0f} samples")
         print("   " + ", ".join(f"{n} {100 * v / tot:.0f}%" for n, v in top))
 

@@ -56,14 +56,7 @@ Q3_HD int mma_natural_first(int lane, int h) { return 16 * h + 4 * (lane & 3); }
 // ---- fragment registers from the block bytes (one .b32 register = 4 int8 values) -----------
 // Loads: mma_ld4 needs a 4-byte aligned address on the device, mma_ld4_a2 a 2-byte aligned one.
 Q3_HD uint32_t mma_ld4(const uint8_t* p) { return (uint32_t)ld_i32_a4(p); }
-Q3_HD uint32_t mma_ld4_a2(const uint8_t* p) {
-#if defined(__CUDA_ARCH__)
-    const uint16_t* h = reinterpret_cast<const uint16_t*>(p);
-    return (uint32_t)h[0] | ((uint32_t)h[1] << 16);
-#else
-    return mma_ld4(p);
-#endif
-}
+Q3_HD uint32_t mma_ld4_a2(const uint8_t* p) { return (uint32_t)ld_i32_a2(p); }
 // Per-byte a - b modulo 256 (bytes of a - b stay in -128..127 for every use here).
 Q3_HD uint32_t mma_vsub4(uint32_t a, uint32_t b) {
 #if defined(__CUDA_ARCH__)

@@ -29,19 +29,7 @@ namespace qwen3moe::cuda {
 
 // ---- loads and the byte dot, written once for device and host (the host form runs the
 // same lane decomposition in matvec_q8k_host_model, which tests check on machines without GPU;
-// ld_16 and ld_i32_a4: thread-dots.cuh).
-
-// 4 bytes from a 2-byte aligned address.
-Q3_HD int ld_i32_a2(const uint8_t* p) {
-#if defined(__CUDA_ARCH__)
-    const uint16_t* h = reinterpret_cast<const uint16_t*>(p);
-    return (int)((uint32_t)h[0] | ((uint32_t)h[1] << 16));
-#else
-    int v;
-    std::memcpy(&v, p, 4);
-    return v;
-#endif
-}
+// ld_16, ld_i32_a4 and ld_i32_a2: thread-dots.cuh).
 
 // 4 activation bytes qs[i .. i+3] (i % 4 == 0) of a Q8K block as one int.
 Q3_HD int ld_act4(const block_q8k* a, int i) { return ld_i32_a4(reinterpret_cast<const uint8_t*>(a->qs) + i); }

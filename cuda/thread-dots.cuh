@@ -45,6 +45,18 @@ Q3_HD int ld_i32_a4(const uint8_t* p) {
 #endif
 }
 
+// 4 bytes from a 2-byte aligned address (two 2-byte loads).
+Q3_HD int ld_i32_a2(const uint8_t* p) {
+#if defined(__CUDA_ARCH__)
+    const uint16_t* h = reinterpret_cast<const uint16_t*>(p);
+    return (int)((uint32_t)h[0] | ((uint32_t)h[1] << 16));
+#else
+    int v;
+    std::memcpy(&v, p, 4);
+    return v;
+#endif
+}
+
 // 16 bytes from a 16-byte aligned address.
 Q3_HD void ld_16(const uint8_t* p, int* v) {
 #if defined(__CUDA_ARCH__)
@@ -59,7 +71,7 @@ Q3_HD void ld_16(const uint8_t* p, int* v) {
 }
 
 // Words w[k] = bytes p[4k .. 4k+3], k < N, of a run at a 2-byte aligned address: N + 1 aligned
-// 4-byte loads and N funnel shifts. Reads up to 2 bytes past p + 4N (callers keep that inside
+// 4-byte loads and N funnel shifts. Reads up to 4 bytes past p + 4N (callers keep that inside
 // the block).
 template <int N>
 Q3_HD void ld_run_a2(const uint8_t* p, uint32_t (&w)[N]) {

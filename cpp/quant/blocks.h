@@ -87,14 +87,14 @@ Q3_HD void k4_scale_min(int j, const uint8_t* scales, uint8_t* sc, uint8_t* m) {
 }
 
 // All 8 scales and 8 mins at once (same values as k4_scale_min): out bytes 0-7 = sc[0..7],
-// bytes 8-15 = m[0..7]. Works on 32-bit words of the packed layout (little-endian bytes).
-// The same from the three little-endian words w0, w1, w2 of the packed 12 bytes.
+// bytes 8-15 = m[0..7], from the three little-endian words w0, w1, w2 of the packed 12 bytes.
 Q3_HD void k4_unpack_scale_words(uint32_t w0, uint32_t w1, uint32_t w2, uint32_t out[4]) {
     out[0] = w0 & 0x3f3f3f3fu;                                                 // sc 0..3
     out[1] = (w2 & 0x0f0f0f0fu) | (((w0 >> 6) & 0x03030303u) << 4);           // sc 4..7
     out[2] = w1 & 0x3f3f3f3fu;                                                 // m 0..3
     out[3] = ((w2 >> 4) & 0x0f0f0f0fu) | (((w1 >> 6) & 0x03030303u) << 4);    // m 4..7
 }
+// The same from the packed bytes.
 Q3_HD void k4_unpack_scales(const uint8_t* scales, uint32_t out[4]) {
     uint32_t w[3];
     for (int k = 0; k < 3; ++k)
