@@ -97,6 +97,7 @@ void CpuBackend::begin_batch(const int32_t* tokens, int T, int pos0) {
     pos0_ = pos0;
     for (bool& v : q8_valid_) v = false;
     grouped_valid_ = false;
+    q_norm_pending_ = nullptr;
     // pool partition for this batch's regions (scheduling only: any partition gives the same bits)
     pool_.set_chunks_per_thread(T > 1 ? cpu_tuning::chunks() : cpu_tuning::chunks_decode());
     // software prefetch of weight rows: decode streams weights (prefetch), prefill reuses each
@@ -179,14 +180,38 @@ void CpuBackend::matvec_qkv(const Tensor& wq, const Tensor& wk, const Tensor& wv
     for (Act a : outs) invalidate(a);
 }
 
+void CpuBackend::q_norm_rope_head(int64_t t, int h, const float* q_norm_w) {
+    const int hd = hp_.head_dim;
+    const int64_t o = t * hp_.q_dim() + (int64_t)h * hd;
+    const int pos = pos0_ + (int)t;
+    qwen3moe::rms_norm(buf(Act::q) + o, q_norm_w, buf(Act::q_normed) + o, hd, hp_.rms_eps);
+    rope_neox(buf(Act::q_normed) + o, buf(Act::q_rope) + o, hd, rope_.cos_row(pos), rope_.sin_row(pos));
+}
+
 void CpuBackend::qk_norm_rope_kv_append(int il, const NormWeight& q_norm, const NormWeight& k_norm) {
     const int hd = hp_.head_dim, nh = hp_.n_head, nkv = hp_.n_head_kv;
     const int64_t Q = hp_.q_dim(), KV = hp_.kv_dim();
     const float eps = hp_.rms_eps;
+    for (Act a : {Act::q_normed, Act::k_normed, Act::q_rope, Act::k_rope}) invalidate(a);
+    if (T_ == 1) {
+        // Decode: the few k heads (SIMD norm + RoPE: ~0.1 us each) and the KV append on this
+        // thread, no pool round trip; the q heads are done inside attention's region by the
+        // thread that attends with them (q_norm_pending_). Same per-head calls, same values.
+        const int pos = pos0_;
+        for (int g = 0; g < nkv; ++g) {
+            const int64_t o = (int64_t)g * hd;
+            qwen3moe::rms_norm(buf(Act::k) + o, k_norm.w.data(), buf(Act::k_normed) + o, hd, eps);
+            rope_neox(buf(Act::k_normed) + o, buf(Act::k_rope) + o, hd, rope_.cos_row(pos), rope_.sin_row(pos));
+        }
+        kv_.store(il, pos, buf(Act::k_rope), buf(Act::v));
+        q_norm_pending_ = q_norm.w.data();
+        return;
+    }
+    q_norm_pending_ = nullptr;
     // Items = (token, head), q heads then k heads, so that a decode step's 36 heads also spread
-    // over the pool: each head's norm + rotation costs ~0.7 us on the 16-core target (scalar
-    // canonical fmas), 25 us per layer when one thread did them all. The work estimate counts
-    // ~16 multiply-add units per element for that.
+    // over the pool: each head's norm + rotation cost ~0.7 us on the 16-core target with the
+    // scalar canonical fmas (the SIMD twins of ops/vec-ops.h: ~0.05 us). The work estimate
+    // counts ~16 multiply-add units per element for that.
     const int nhh = nh + nkv;
     par(T_ * nhh, T_ * (Q + KV) * 16, [&](int64_t i0, int64_t i1, int) {
         for (int64_t i = i0; i < i1; ++i) {
@@ -210,7 +235,6 @@ void CpuBackend::qk_norm_rope_kv_append(int il, const NormWeight& q_norm, const 
     par(T_, T_ * KV * 4, [&](int64_t t0, int64_t t1, int) {
         for (int64_t t = t0; t < t1; ++t) kv_.store(il, pos0_ + (int)t, buf(Act::k_rope) + t * KV, buf(Act::v) + t * KV);
     });
-    for (Act a : {Act::q_normed, Act::k_normed, Act::q_rope, Act::k_rope}) invalidate(a);
 }
 
 void CpuBackend::attention(int il) {
@@ -225,6 +249,8 @@ void CpuBackend::attention(int il) {
     // Causal work grows with t: items are taken in the token order 0, T-1, 1, T-2, ... so each
     // thread's contiguous chunk of items holds early and late tokens alike (prefill balance).
     const int64_t T = T_;
+    const float* q_norm_w = q_norm_pending_;  // decode: this region also does the q heads' norm + RoPE
+    q_norm_pending_ = nullptr;
     par(T * nh, work, [&](int64_t i0, int64_t i1, int tid) {
         float* base = attn_scratch_.data() + tid * sstride;
         AttnScratch sc{base, base + n_ctx_, base + n_ctx_ + hd};
@@ -232,6 +258,7 @@ void CpuBackend::attention(int il) {
             const int64_t j = i / nh;
             const int64_t t = (j & 1) ? T - 1 - j / 2 : j / 2;
             const int h = (int)(i % nh);
+            if (q_norm_w) q_norm_rope_head(t, h, q_norm_w);
             const int g = h / group;  // Rule: kv head g = h / (n_head / n_head_kv)
             const int n_kv = pos0_ + (int)t + 1;  // keys 0..p
             attention_head(buf(Act::q_rope) + t * Q + (int64_t)h * hd, kc, vc, f16, KV, (int64_t)g * hd, n_kv, hd,
@@ -306,7 +333,10 @@ void CpuBackend::moe_experts(const Tensor& gate_exps, const Tensor& up_exps, con
     // (copies only, one entry per item: any split gives the same buffers; a prefill batch's
     // few MB of copies in parallel instead of on this thread, decode's 8 entries stay here)
     const int64_t gather_bytes = (gu_f32 ? (int64_t)sizeof(float) * E : 0) + (gu_q8 ? (int64_t)sizeof(block_q8k) * nbE : 0);
-    par(n_ent, (int64_t)n_ent * gather_bytes / 8, [&](int64_t p0, int64_t p1, int) {
+    // Decode (one token): every entry's input is token 0's row, so gate and up read that row in
+    // place (stride 0) instead of gathered copies of it (the same values).
+    const bool one_token = T_ == 1;
+    if (!one_token) par(n_ent, (int64_t)n_ent * gather_bytes / 8, [&](int64_t p0, int64_t p1, int) {
         for (int64_t p = p0; p < p1; ++p) {
             const int64_t t = grp_entry_[p] / K;
             if (gu_f32) std::memcpy(g_in_.data() + p * E, buf(in) + t * E, sizeof(float) * E);
@@ -317,7 +347,9 @@ void CpuBackend::moe_experts(const Tensor& gate_exps, const Tensor& up_exps, con
     group_scope.reset();
     // 3. gate and up: work items (active expert, row); each expert's rows read once for its
     //    whole token group (multi-token dot).
-    const block_q8k* gin_q8 = gu_q8 ? g_in_q8_.data() : nullptr;
+    const block_q8k* gin_q8 = !gu_q8 ? nullptr : one_token ? q8_[(int)in].data() : g_in_q8_.data();
+    const float* gin = one_token ? buf(in) : g_in_.data();
+    const int64_t gin_stride = one_token ? 0 : E, gin_q8_stride = one_token ? 0 : nbE;
     auto run_rows = [&](const Tensor& W, int64_t rows_per_expert, const float* xin, int64_t xs,
                         const block_q8k* xq, int64_t xqs, float* out, int64_t ys, int64_t i0, int64_t i1, float* scratch) {
         int64_t i = i0;
@@ -366,8 +398,8 @@ void CpuBackend::moe_experts(const Tensor& gate_exps, const Tensor& up_exps, con
     par(total_units(F, nb_gu), (int64_t)n_ent * F * E * 2, [&](int64_t w0, int64_t w1, int tid) {
         float* scr = scratch_.data() + tid * scratch_stride_;
         const int64_t i0 = active_row(w0, F, nb_gu), i1 = active_row(w1, F, nb_gu);
-        run_rows(gate_exps, F, g_in_.data(), E, gin_q8, nbE, g_gate_.data(), F, i0, i1, scr);
-        run_rows(up_exps, F, g_in_.data(), E, gin_q8, nbE, g_up_.data(), F, i0, i1, scr);
+        run_rows(gate_exps, F, gin, gin_stride, gin_q8, gin_q8_stride, g_gate_.data(), F, i0, i1, scr);
+        run_rows(up_exps, F, gin, gin_stride, gin_q8, gin_q8_stride, g_up_.data(), F, i0, i1, scr);
     });
 
     gu_scope.reset();
@@ -433,6 +465,12 @@ void CpuBackend::lm_head(const Tensor& w, Act in, Rows rows) {
 
 void CpuBackend::copy_to_host(Act a, Rows rows, void* dst) {
     const int64_t w = width(a);
+    if (q_norm_pending_ && (a == Act::q_normed || a == Act::q_rope)) {
+        // a capture of the q heads before attention ran: complete them here (same calls)
+        for (int64_t t = 0; t < T_; ++t)
+            for (int h = 0; h < hp_.n_head; ++h) q_norm_rope_head(t, h, q_norm_pending_);
+        q_norm_pending_ = nullptr;
+    }
     const float* grouped = a == Act::expert_gate     ? g_gate_.data()
                            : a == Act::expert_up     ? g_up_.data()
                            : a == Act::expert_swiglu ? g_act_.data()

@@ -93,6 +93,12 @@ private:
     std::vector<block_q8k> g_act_q8_;  // [cap*k][n_ff_exp/256]
     std::vector<float> g_down_;        // [cap*k][n_embd]
     bool grouped_valid_ = false;       // g_* hold this batch's last moe_experts (captures read them)
+    // Decode (T = 1): qk_norm_rope_kv_append does the k heads and the KV append and leaves the
+    // q heads' norm + RoPE to attention's region (each thread does the heads it attends with):
+    // the q_norm weight of that pending step, or null. copy_to_host of q_normed / q_rope and
+    // attention complete it; begin_batch drops it.
+    const float* q_norm_pending_ = nullptr;
+    void q_norm_rope_head(int64_t t, int h, const float* q_norm_w);  // q_normed, q_rope of (t, h)
 };
 
 }  // namespace qwen3moe

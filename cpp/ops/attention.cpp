@@ -3,6 +3,7 @@
 #include "ops/attention.h"
 
 #include "ops/canon.h"
+#include "ops/vec-ops.h"
 #include "quant/quant.h"
 
 namespace qwen3moe {
@@ -20,6 +21,13 @@ float attention_kq_scale(int head_dim) { return canon_div(1.0f, canon_sqrt((floa
 void attention_head(const float* q, const void* k, const void* v, bool f16, int64_t row_stride,
                     int64_t head_off, int n_kv, int head_dim, float kq_scale, float* out,
                     const AttnScratch& sc) {
+    vec_ops().attention_head(q, k, v, f16, row_stride, head_off, n_kv, head_dim, kq_scale, out, sc);
+}
+
+// The definition, executed as written (the scalar table; the SIMD tables reproduce its bits).
+void attention_head_ref(const float* q, const void* k, const void* v, bool f16, int64_t row_stride,
+                        int64_t head_off, int n_kv, int head_dim, float kq_scale, float* out,
+                        const AttnScratch& sc) {
     const int hd = head_dim;
     // Rule: s_t = canon_dot(q, k_t, hd) * kq_scale; m = max_t s_t
     float m = 0.0f;

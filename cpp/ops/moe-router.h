@@ -9,6 +9,9 @@ namespace qwen3moe {
 // w_r = canon_div(p_r, S) with the full sum S.
 void router_topk(const float* probs, int n_expert, int k, int32_t* idx, float* w);
 
+// The selection-sort form of the rule (the definition router_topk is tested against).
+void router_topk_selection(const float* probs, int n_expert, int k, int32_t* idx, float* w);
+
 // logits -> probs (softmax_canon) -> idx, w (router_topk).
 void moe_router(const float* logits, int n_expert, int k, float* probs, int32_t* idx, float* w);
 

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "ops/canon.h"
+#include "ops/vec-ops.h"
 
 namespace qwen3moe {
 
@@ -29,12 +30,8 @@ RopeTable build_rope_table(int n_pos, int head_dim, double freq_base) {
 
 void rope_neox(const float* x, float* y, int head_dim, const float* cos_row, const float* sin_row) {
     // Rule: y[i] = canon_fma(x[i], c, -(x[i+h]*s)); y[i+h] = canon_fma(x[i], s, x[i+h]*c)
-    const int h = head_dim / 2;
-    for (int i = 0; i < h; ++i) {
-        const float a = x[i], b = x[i + h], c = cos_row[i], s = sin_row[i];
-        y[i] = canon_fma(a, c, -(b * s));
-        y[i + h] = canon_fma(a, s, b * c);
-    }
+    // (written out in vec-ops.cpp rope_neox_ref; SIMD twins in ops/vec-ops-x86.h)
+    vec_ops().rope_neox(x, y, head_dim, cos_row, sin_row);
 }
 
 }  // namespace qwen3moe

@@ -2,6 +2,7 @@
 #include "ops/softmax.h"
 
 #include "ops/canon.h"
+#include "ops/vec-ops.h"
 
 namespace qwen3moe {
 
@@ -11,7 +12,7 @@ void softmax_canon(const float* l, float* p, int64_t n) {
     float m = l[0];
     for (int64_t i = 1; i < n; ++i)
         if (l[i] > m) m = l[i];
-    for (int64_t i = 0; i < n; ++i) p[i] = canon_exp(l[i] - m);
+    vec_ops().exp_sub(l, m, p, n);  // p[i] = canon_exp(l[i] - m)
     const float z = canon_sum_ref(p, n);
     for (int64_t i = 0; i < n; ++i) p[i] = canon_div(p[i], z);
 }

@@ -2,6 +2,7 @@
 #include "runtime/kv-cache.h"
 
 #include "ops/canon.h"
+#include "ops/vec-ops.h"
 
 namespace qwen3moe {
 
@@ -20,10 +21,9 @@ KVCache::KVCache(int n_layer, int n_ctx, int kv_dim, bool f16)
 void KVCache::store(int il, int pos, const float* k, const float* v) {
     const size_t off = ((size_t)il * n_ctx_ + pos) * kv_dim_;
     if (f16_) {
-        for (int i = 0; i < kv_dim_; ++i) {
-            k16_[off + i] = canon_f32_to_f16(k[i]);
-            v16_[off + i] = canon_f32_to_f16(v[i]);
-        }
+        const VecOps& ops = vec_ops();  // canon_f32_to_f16 per element (F16C where available)
+        ops.f32_to_f16(k, k16_.data() + off, kv_dim_);
+        ops.f32_to_f16(v, v16_.data() + off, kv_dim_);
     } else {
         for (int i = 0; i < kv_dim_; ++i) {
             k32_[off + i] = k[i];
