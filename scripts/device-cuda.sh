@@ -2,7 +2,7 @@
 # GPU-machine driver (run through the device tool from the repo root): build the package on
 # the device, then run the requested steps, writing logs and JSON under $OUT.
 #   steps: build  cudatests  fusedtests  optests  synthbg  waitsynth  benchtg  trace  profdec  synth30b  parity30b  bench30b
-#          cpubench30b  cpuab  cpuprobe  cpuinfo  cpuprof  profile  prefprof  ncuprefill  ncudecode  vram32k
+#          cpubench30b  cpuab  cpuprobe  cpuinfo  cpuprof  cputests  profile  prefprof  ncuprefill  ncudecode  vram32k
 #          sanitize (compute-sanitizer)  reliab
 # Carried wheels for packages missing there (gguf) are expected in .whl/. CUDA_FLAGS (e.g.
 # -lineinfo, for Nsight Compute's source view) is added to the CUDA compile flags.
@@ -105,9 +105,14 @@ for step in $steps; do
       free -g; cat /sys/fs/cgroup/memory.max 2>/dev/null; g++ --version | head -1
       g++ -O2 -std=c++17 -mamx-tile -mamx-int8 -mavx512f bench/amx_probe.cpp -o /tmp/amx_probe && /tmp/amx_probe | tee "$OUT/amx.txt"
       ;;
+    cputests)  # the CPU engine's exactness suites on this machine's CPU (AVX-512, AMX tiles where present)
+      log cputests
+      (cd tests_py && timeout ${CPUTESTS_TIMEOUT:-600} python3 -m pytest -q -p no:cacheprovider ${CPUTESTS:-test_quant.py test_model_cpu.py} 2>&1 | tee "$OUT/cputests.log" | tail -15)
+      ;;
     cpuprof)  # the engine's op profile on 16 threads (bench/cpu_profile.py), CPU_PROF_ARGS appended
       log cpuprof
-      python3 bench/cpu_profile.py $M30 --threads 16 ${CPU_PROF_ARGS:---no-variants} --json "$OUT/cpu-profile.json" 2>&1 | tee "$OUT/cpu-profile.txt" | head -70
+      python3 bench/cpu_profile.py $M30 --threads 16 ${CPU_PROF_ARGS:---no-variants} --json "$OUT/cpu-profile.json" > "$OUT/cpu-profile.txt" 2>&1
+      grep -v -E "^ +experts\.(group|swiglu|combine)|^(embed|final_norm|lm_quantize|ffn_norm|ffn_quantize|attn_quantize|o_quantize) " "$OUT/cpu-profile.txt"
       ;;
     cpubench30b)
       log cpubench30b
