@@ -109,6 +109,15 @@ for step in $steps; do
       log cputests
       (cd tests_py && timeout ${CPUTESTS_TIMEOUT:-600} python3 -m pytest -q -p no:cacheprovider ${CPUTESTS:-test_quant.py test_model_cpu.py} 2>&1 | tee "$OUT/cputests.log" | tail -15)
       ;;
+    tilesbench)  # one-core AMX tile kernel timing (bench/dot_bench.cpp tiles=1) against the AVX-512 dots
+      log tilesbench
+      L=build/device/libqwen3moe_cpu.a
+      g++ -O2 -std=c++17 -Icpp bench/dot_bench.cpp $L -lpthread -o /tmp/db && /tmp/db auto 3 1 0 | grep -E "tokens +(8|16|64) " | sed 's/^/avx512 /'
+      for d in ${TILES_DIAG:-}; do
+        g++ -O3 -std=c++17 -Icpp -ffp-contract=off -mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mamx-tile -mamx-int8 -DDIAG=$d -c bench/tiles_diag_tmp.cpp -o /tmp/td$d.o \
+          && g++ -O2 -std=c++17 -Icpp bench/dot_bench.cpp /tmp/td$d.o $L -lpthread -o /tmp/dbt$d && /tmp/dbt$d auto 3 1 1 | grep -E "tokens +(8|16|64) " | sed "s/^/tiles-diag$d /"
+      done
+      ;;
     cpuprof)  # the engine's op profile on 16 threads (bench/cpu_profile.py), CPU_PROF_ARGS appended
       log cpuprof
       python3 bench/cpu_profile.py $M30 --threads 16 ${CPU_PROF_ARGS:---no-variants} --json "$OUT/cpu-profile.json" > "$OUT/cpu-profile.txt" 2>&1

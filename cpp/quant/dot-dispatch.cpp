@@ -159,9 +159,11 @@ void q8k_tiles_fill(const block_q8k* a, int64_t a_stride_blocks, Q8kTiles* out, 
             for (int c = 0; c < 4; ++c)
                 for (int k = 0; k < 16; ++k) std::memcpy(item + c * 1024 + k * 64 + 4 * t, q.qs + 64 * c + 4 * k, 4);
             std::memcpy(item + kQ8kTileDaOffset + 4 * t, &q.d, 4);
-            for (int j = 0; j < 8; ++j) {
-                const uint32_t pair = (uint32_t)(uint16_t)q.bsums[2 * j] | ((uint32_t)(uint16_t)q.bsums[2 * j + 1] << 16);
-                std::memcpy(item + kQ8kTileBsOffset + 4 * (16 * j + t), &pair, 4);
+            for (int i = 0; i < 4; ++i) {
+                const int16_t s0 = (int16_t)(q.bsums[4 * i] + q.bsums[4 * i + 1]);
+                const int16_t s1 = (int16_t)(q.bsums[4 * i + 2] + q.bsums[4 * i + 3]);
+                const uint32_t pair = (uint32_t)(uint16_t)s0 | ((uint32_t)(uint16_t)s1 << 16);
+                std::memcpy(item + kQ8kTileBsOffset + 4 * (16 * i + t), &pair, 4);
             }
         }
     }
