@@ -112,7 +112,8 @@ for step in $steps; do
     tilesbench)  # one-core AMX tile kernel timing (bench/dot_bench.cpp tiles=1) against the AVX-512 dots
       log tilesbench
       L=build/device/libqwen3moe_cpu.a
-      g++ -O2 -std=c++17 -Icpp bench/dot_bench.cpp $L -lpthread -o /tmp/db && /tmp/db auto 3 1 0 | grep -E "tokens +(8|16|64) " | sed 's/^/avx512 /'
+      g++ -O2 -std=c++17 -Icpp bench/dot_bench.cpp $L -lpthread -o /tmp/db && { /tmp/db auto 3 1 0 | grep -E "tokens +(8|16|64) " | sed 's/^/avx512 /';
+        /tmp/db auto 3 1 1 | grep -E "tokens +(4|8|16|64) " | sed 's/^/tiles /'; }
       for d in ${TILES_DIAG:-}; do
         g++ -O3 -std=c++17 -Icpp -ffp-contract=off -mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mamx-tile -mamx-int8 -DDIAG=$d -c bench/tiles_diag_tmp.cpp -o /tmp/td$d.o \
           && g++ -O2 -std=c++17 -Icpp bench/dot_bench.cpp /tmp/td$d.o $L -lpthread -o /tmp/dbt$d && /tmp/dbt$d auto 3 1 1 | grep -E "tokens +(8|16|64) " | sed "s/^/tiles-diag$d /"

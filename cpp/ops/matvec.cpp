@@ -113,12 +113,14 @@ void matvec(ThreadPool& pool, const WeightMatrix& w, int n_tok, const float* x, 
             float* scratch, int64_t scratch_stride, int64_t prefetch) {
     if (matvec_use_tiles(w, n_tok, mode)) {
         // AMX tiles: rows are split in whole tiles of 16 (a partial tile costs a full one)
-        static thread_local Q8kTiles tiles;
-        matvec_prepare_tiles(pool, xq, xq_stride, n_tok, w.n_cols, &tiles);
+        // (the calling thread's buffer: the workers must read this one, not their own thread_local)
+        static thread_local Q8kTiles tiles_of_caller;
+        Q8kTiles* const tiles = &tiles_of_caller;
+        matvec_prepare_tiles(pool, xq, xq_stride, n_tok, w.n_cols, tiles);
         const int64_t units = (w.n_rows + 15) / 16;
         pool.parallel_for_indexed(units, [&](int64_t u0, int64_t u1, int tid) {
             matvec_rows(w, u0 * 16, std::min(u1 * 16, w.n_rows), n_tok, x, x_stride, xq, xq_stride, y, y_stride, mode,
-                        scratch + tid * scratch_stride, prefetch, &tiles);
+                        scratch + tid * scratch_stride, prefetch, tiles);
         });
         return;
     }
