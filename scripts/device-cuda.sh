@@ -41,6 +41,7 @@ for step in $steps; do
       log waitsynth
       for i in $(seq 1 300); do [ -f $M30 ] && break; sleep 2; done
       ls -la $M30 || { cat /tmp/synth.log; exit 1; }
+      sync  # the file's writeback competes with the benchmarks for the memory bus and the cores
       ;;
     fusedtests)  # the fused decode against the CPU (the decode kernels' falsifiers)
       log fusedtests

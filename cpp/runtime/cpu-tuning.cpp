@@ -36,8 +36,12 @@ constexpr int kMaxRowPairs = 1024;
 // one): inside the 48 KiB L1D of the target's Xeon cores with the row being read.
 constexpr int kDefaultTokenChunk = 40960;
 constexpr int kMaxTokenChunk = 1 << 24;
-// AMX tiles from 8 tokens on (a token tile holds 16; not yet measured below that).
-constexpr int kDefaultAmxTokens = 8;
+// AMX tiles from 32 tokens on: one core (bench/dot_bench.cpp, H200 host's Xeon), ns per (block,
+// token) tiles vs AVX-512 dots: Q4_K 2048-wide 8 tokens 10.75 vs 4.34, 16 tokens 5.47 vs 4.90,
+// 64 tokens 3.40 vs 6.42; 4096-wide 16 tokens 5.01 vs 6.84, 64 tokens 2.78 vs 6.50. The weight
+// bytes are made once per 16 rows and block, so the tiles pay off with two or more full token
+// tiles (bench/NOTES.md, session 9).
+constexpr int kDefaultAmxTokens = 32;
 constexpr int kMaxAmxTokens = 1 << 20;
 
 int env_int(const char* name, int def, int lo, int hi) {
