@@ -2,7 +2,7 @@
 # GPU-machine driver (run through the device tool from the repo root): build the package on
 # the device, then run the requested steps, writing logs and JSON under $OUT.
 #   steps: build  cudatests  fusedtests  optests  synthbg  waitsynth  benchtg  trace  profdec  synth30b  parity30b  bench30b
-#          cpubench30b  cpuab  profile  prefprof  ncuprefill  ncudecode  vram32k
+#          cpubench30b  cpuab  cpuprobe  cpuinfo  cpuprof  cputests  profile  prefprof  ncuprefill  ncudecode  vram32k
 #          sanitize (compute-sanitizer)  reliab
 # Carried wheels for packages missing there (gguf) are expected in .whl/. CUDA_FLAGS (e.g.
 # -lineinfo, for Nsight Compute's source view) is added to the CUDA compile flags.
@@ -41,6 +41,7 @@ for step in $steps; do
       log waitsynth
       for i in $(seq 1 300); do [ -f $M30 ] && break; sleep 2; done
       ls -la $M30 || { cat /tmp/synth.log; exit 1; }
+      sync  # the file's writeback competes with the benchmarks for the memory bus and the cores
       ;;
     fusedtests)  # the fused decode against the CPU (the decode kernels' falsifiers)
       log fusedtests
@@ -89,6 +90,40 @@ for step in $steps; do
       python3 -m qwen3moe bench -m $M30 --device cuda -p 512 -n 128 --depth 0,4096 -r 5 --json > "$OUT/bench-cuda.json" 2> "$OUT/bench-cuda.err"
       python3 -c "import json,sys; [print(r['n_prompt'], r['n_gen'], r['n_depth'], round(r['avg_ts'],1), round(r['stddev_ts'],1), r['peak_vram_bytes']) for r in json.load(open(sys.argv[1]))]" "$OUT/bench-cuda.json"
       tail -5 "$OUT/bench-cuda.err"
+      ;;
+    cpuprobe)  # the CPU itself: topology, read bandwidth by threads, one-core dot timing alone and on all cores at once
+      log cpuprobe
+      lscpu | tee "$OUT/lscpu.txt" | grep -E "Model name|^CPU\(s\)|Thread|Core|Socket|NUMA|MHz|L1d|L2|L3" ; numactl -H 2>/dev/null | head -4
+      g++ -O2 -march=native -std=c++17 bench/mem_bw.cpp -lpthread -o /tmp/mem_bw && /tmp/mem_bw 8 1,2,4,8,12,16 | tee "$OUT/mem_bw.json"
+      g++ -O2 -std=c++17 -Icpp bench/dot_bench.cpp build/device/libqwen3moe_cpu.a -lpthread -o /tmp/dot_bench \
+        && { /tmp/dot_bench auto 5 > "$OUT/dot1.txt"; grep -E "tokens +(1|4|64) " "$OUT/dot1.txt";
+             for c in $(seq 0 $(( $(nproc) - 1 ))); do taskset -c $c /tmp/dot_bench auto 5 > "$OUT/dotall-$c.txt" & done; wait
+             echo "-- all cores at once (core 0, core $(( $(nproc) - 1 )))"; grep -E "tokens +(1|4|64) " "$OUT/dotall-0.txt"; grep -E "tokens +64 " "$OUT/dotall-$(( $(nproc) - 1 )).txt"; }
+      ;;
+    cpuinfo)  # ISA flags, memory limits, and whether AMX int8 tiles are usable (bench/amx_probe.cpp)
+      log cpuinfo
+      grep -o -w -E "avx512[a-z_0-9]*|amx[a-z_0-9]*|avx_vnni" /proc/cpuinfo | sort -u | tr '\n' ' '; echo
+      free -g; cat /sys/fs/cgroup/memory.max 2>/dev/null; g++ --version | head -1
+      g++ -O2 -std=c++17 -mamx-tile -mamx-int8 -mavx512f bench/amx_probe.cpp -o /tmp/amx_probe && /tmp/amx_probe | tee "$OUT/amx.txt"
+      ;;
+    cputests)  # the CPU engine's exactness suites on this machine's CPU (AVX-512, AMX tiles where present)
+      log cputests
+      (cd tests_py && timeout ${CPUTESTS_TIMEOUT:-600} python3 -m pytest -q -p no:cacheprovider ${CPUTESTS:-test_quant.py test_model_cpu.py} 2>&1 | tee "$OUT/cputests.log" | tail -15)
+      ;;
+    tilesbench)  # one-core AMX tile kernel timing (bench/dot_bench.cpp tiles=1) against the AVX-512 dots
+      log tilesbench
+      L=build/device/libqwen3moe_cpu.a
+      g++ -O2 -std=c++17 -Icpp bench/dot_bench.cpp $L -lpthread -o /tmp/db && { /tmp/db auto 3 1 0 | grep -E "tokens +(8|16|64) " | sed 's/^/avx512 /';
+        /tmp/db auto 3 1 1 | grep -E "tokens +(4|8|16|64) " | sed 's/^/tiles /'; }
+      for d in ${TILES_DIAG:-}; do
+        g++ -O3 -std=c++17 -Icpp -ffp-contract=off -mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mamx-tile -mamx-int8 -DDIAG=$d -c bench/tiles_diag_tmp.cpp -o /tmp/td$d.o \
+          && g++ -O2 -std=c++17 -Icpp bench/dot_bench.cpp /tmp/td$d.o $L -lpthread -o /tmp/dbt$d && /tmp/dbt$d auto 3 1 1 | grep -E "tokens +(8|16|64) " | sed "s/^/tiles-diag$d /"
+      done
+      ;;
+    cpuprof)  # the engine's op profile on 16 threads (bench/cpu_profile.py), CPU_PROF_ARGS appended
+      log cpuprof
+      python3 bench/cpu_profile.py $M30 --threads 16 ${CPU_PROF_ARGS:---no-variants} --json "$OUT/cpu-profile.json" > "$OUT/cpu-profile.txt" 2>&1
+      grep -v -E "^ +experts\.(group|swiglu|combine)|^(embed|final_norm|lm_quantize|ffn_norm|ffn_quantize|attn_quantize|o_quantize) " "$OUT/cpu-profile.txt"
       ;;
     cpubench30b)
       log cpubench30b

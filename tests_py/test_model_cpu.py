@@ -134,20 +134,21 @@ def test_thread_count_invariance(tiny_path):
 
 def test_cpu_tuning_knobs_invariance(small_path):
     """Every CPU tuning knob setting (prefetch in decode and prefill, weights copy, few-token dots,
-    static/dynamic pool partition, MoE row weights) x SIMD level x threads gives the same captures
+    static/dynamic pool partition, MoE row weights, AMX tiles from 1 / 8 tokens or never) x SIMD
+    level x threads gives the same captures
     and logits; bad knob names/values raise ValueError."""
     core = qwen3moe._core
     base = core.cpu_tuning()
     assert set(base) == {"prefetch", "prefetch_prefill", "weights_copy", "few_tokens", "chunks", "chunks_decode",
-                         "row_pairs", "token_chunk", "row_batch"}
+                         "row_pairs", "token_chunk", "row_batch", "amx_tokens"}
     levels = [lv for lv in ("scalar", "avx2", "avx512vnni") if core.quant_simd_level_available(lv)]
     prompt = [(7 * i + 3) % 700 for i in range(37)]  # 37 tokens: few-token chunks and full ones
     configs = [dict(base, prefetch=0, prefetch_prefill=0, weights_copy=0, few_tokens=0, chunks=0,
-                    chunks_decode=0, row_pairs=0, token_chunk=0, row_batch=0),
+                    chunks_decode=0, row_pairs=0, token_chunk=0, row_batch=0, amx_tokens=0),
                dict(base, prefetch=4096, prefetch_prefill=2048, weights_copy=1, few_tokens=1, chunks=3,
-                    chunks_decode=2, row_pairs=5, token_chunk=1, row_batch=1),
+                    chunks_decode=2, row_pairs=5, token_chunk=1, row_batch=1, amx_tokens=1),
                dict(base, prefetch=1024, prefetch_prefill=64, weights_copy=0, few_tokens=1, chunks=64,
-                    chunks_decode=64, row_pairs=1024, token_chunk=40960, row_batch=1)]
+                    chunks_decode=64, row_pairs=1024, token_chunk=40960, row_batch=1, amx_tokens=8)]
     ref = None
     try:
         for cfg in configs:
@@ -174,7 +175,8 @@ def test_cpu_tuning_knobs_invariance(small_path):
             core.cpu_tuning_set(k, v)
     for name, value in (("prefetch", -1), ("prefetch", 1 << 20), ("prefetch_prefill", -1), ("weights_copy", 2), ("few_tokens", -1),
                         ("chunks", -1), ("chunks", 65), ("chunks_decode", -1), ("row_pairs", -1),
-                        ("row_pairs", 1025), ("token_chunk", -1), ("row_batch", 2), ("nope", 0)):
+                        ("row_pairs", 1025), ("token_chunk", -1), ("row_batch", 2), ("amx_tokens", -1),
+                        ("amx_tokens", (1 << 20) + 1), ("nope", 0)):
         with pytest.raises(ValueError):
             core.cpu_tuning_set(name, value)
     assert core.cpu_tuning() == base

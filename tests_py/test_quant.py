@@ -392,6 +392,41 @@ def test_simd_levels_bit_identical(t):
         assert np.isfinite(allv).sum() > allv.size // 4
 
 
+@pytest.mark.skipif(not Q.tiles_available(), reason="no AMX-INT8 tiles on this machine")
+@pytest.mark.parametrize("t", ["Q4_K", "Q6_K"])
+def test_amx_tiles_bit_identical(t):
+    """The AMX tile kernels against the multi-token (and so the single-token) dots: partial row
+    and token tiles, every row length up to the 32-block limit, extreme and non-finite scales,
+    all-zero and saturated activation blocks."""
+    rng = np.random.default_rng(90 + K_TYPES.index(t))
+    bs = Q.block_size(t)
+    for n, rows, n_tok in ((256, 1, 1), (256, 17, 5), (768, 40, 16), (1024, 3, 40), (2048, 33, 17),
+                           (4096, 16, 64), (8192, 5, 3), (2048, 100, 33)):
+        for extreme in (False, True):
+            w = random_blocks(rng, t, rows * n // bs, extreme=extreme, nonfinite=0.02 if extreme else 0.0)
+            w = w.reshape(rows, -1)
+            X = np.stack([extreme_activations(rng, n) if i % 2 else rng.standard_normal(n).astype(np.float32)
+                          for i in range(n_tok)])
+            if n_tok > 2:
+                X[2] = 0.0
+            got = Q.dot_q8k_tiles(w, t, X)
+            assert got.shape == (n_tok, rows)
+            assert_same_bits(got, Q.dot_q8k(w, t, X), f"{t} n={n} rows={rows} n_tok={n_tok} extreme={extreme}")
+            if not extreme:
+                assert np.isfinite(got).all() and np.abs(got).max() > 0
+    w = random_blocks(rng, t, 33 * 256 // bs).reshape(1, -1)
+    with pytest.raises(ValueError, match="tile kernel"):
+        Q.dot_q8k_tiles(w, t, rng.standard_normal((2, 33 * 256)).astype(np.float32))
+
+
+@pytest.mark.skipif(Q.tiles_available(), reason="this machine has AMX tiles")
+def test_amx_tiles_unavailable_raise():
+    rng = np.random.default_rng(3)
+    w = random_blocks(rng, "Q4_K", 2).reshape(2, -1)
+    with pytest.raises(ValueError, match="tile kernel"):
+        Q.dot_q8k_tiles(w, "Q4_K", rng.standard_normal((3, 256)).astype(np.float32))
+
+
 @pytest.mark.parametrize("t", ["F32", "F16", "BF16", "Q4_0", "Q8_0", "Q4_K", "Q5_K", "Q6_K"])
 def test_dot_f32_is_canon_dot_of_dequantised_rows(t):
     rng = np.random.default_rng(61)

@@ -154,6 +154,33 @@ void bind_quant(py::module_& m) {
         return out;
     });
 
+    // The AMX tile path (vec_dot_q8k_tiles) of the same product: out (n_tok, rows); raises
+    // ValueError where q8k_tiles_supported(type, n) is false.
+    m.def("quant_dot_q8k_tiles", [](u8_array w, uint32_t type, f32_array x, int64_t n_tok) {
+        const int64_t n = n_tok > 0 ? x.size() / n_tok : 0;
+        if (n_tok <= 0 || n * n_tok != x.size()) throw std::invalid_argument("dot_q8k_tiles: bad activation shape");
+        if (!type_has_q8k_dot(type))
+            throw UnsupportedType(std::string("dot_q8k_tiles: no Q8K dot for tensor type ") + ggml_type_name(type));
+        if (n % QK_K != 0)
+            throw std::invalid_argument("dot_q8k_tiles: row length " + std::to_string(n) + " is not a multiple of 256");
+        const int64_t rows = rows_in(type, w.size(), n);
+        const int64_t rb = row_bytes(type, n);
+        f32_array out({n_tok, rows});
+        const uint8_t* wp = w.data();
+        const float* xp = x.data();
+        float* op = out.mutable_data();
+        {
+            py::gil_scoped_release nogil;
+            const std::vector<block_q8k> a = quantize_activations(xp, n_tok, n);
+            Q8kTiles tiles;
+            q8k_tiles_prepare(a.data(), n / QK_K, (int)n_tok, n / QK_K, &tiles);
+            vec_dot_q8k_tiles(type, wp, (size_t)rb, rows, tiles, n, op, rows);
+        }
+        return out;
+    });
+    m.def("quant_q8k_tiles_available", []() { return q8k_tiles_available(); });
+    m.def("quant_q8k_tiles_supported", [](uint32_t type, int64_t n) { return q8k_tiles_supported(type, n); });
+
     // Dot against explicit Q8K blocks (d: [nb], qs: [nb, 256]); bsums are derived from qs.
     m.def("quant_dot_q8k_blocks", [](u8_array w, uint32_t type, f32_array d, i8_array qs) {
         const int64_t nb = d.size();

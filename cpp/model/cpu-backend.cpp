@@ -3,6 +3,7 @@
 // parallelism is over rows of a weight, tokens, or (token, head) pairs.
 #include "model/cpu-backend.h"
 
+#include <algorithm>
 #include <cstring>
 #include <optional>
 #include <string>
@@ -165,6 +166,23 @@ void CpuBackend::matvec_qkv(const Tensor& wq, const Tensor& wk, const Tensor& wv
     }
     const float* x = buf(in);
     const block_q8k* xq = q8_[(int)in].empty() ? nullptr : q8_[(int)in].data();
+    if (matvec_use_tiles(m[0], T_, mode_) && matvec_use_tiles(m[1], T_, mode_) && matvec_use_tiles(m[2], T_, mode_)) {
+        // AMX tiles: the activations laid out once; work units are whole 16-row tiles of each matrix
+        matvec_prepare_tiles(pool_, xq, win / 256, T_, win, &tiles_);
+        int64_t units[4] = {0, 0, 0, 0};  // first unit of matrix j
+        for (int j = 0; j < 3; ++j) units[j + 1] = units[j] + (m[j].n_rows + 15) / 16;
+        par(units[3], work, [&](int64_t u0, int64_t u1, int tid) {
+            float* scr = scratch_.data() + tid * scratch_stride_;
+            for (int j = 0; j < 3; ++j) {
+                const int64_t a = std::max(u0, units[j]), b = std::min(u1, units[j + 1]);
+                if (a < b)
+                    matvec_rows(m[j], (a - units[j]) * 16, std::min((b - units[j]) * 16, m[j].n_rows), T_, x, win, xq,
+                                win / 256, buf(outs[j]), width(outs[j]), mode_, scr, prefetch_, &tiles_);
+            }
+        });
+        for (Act a : outs) invalidate(a);
+        return;
+    }
     par(rows_total, work, [&](int64_t i0, int64_t i1, int tid) {
         float* scr = scratch_.data() + tid * scratch_stride_;
         int64_t base = 0;

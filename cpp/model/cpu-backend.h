@@ -79,6 +79,7 @@ private:
     // per-thread scratch
     int64_t scratch_stride_ = 0;   // floats per thread for dequantised rows
     std::vector<float> scratch_;   // [threads][scratch_stride_]
+    Q8kTiles tiles_;               // a batch's q8 activations laid out for the AMX tiles (matvec_qkv)
     std::vector<float> attn_scratch_;  // [threads][n_ctx + 2*hd]
 
     // expert grouping (prefill and decode): entries (t*k + r) sorted by expert

@@ -33,11 +33,29 @@ int64_t token_chunk_tokens(int64_t n_cols, int n_tok) {
     return t < 8 ? 8 : t;
 }
 
+bool matvec_use_tiles(const WeightMatrix& w, int n_tok, ActMode mode) {
+    const int min_tok = cpu_tuning::amx_tokens();
+    return matvec_uses_q8(w.type, mode) && min_tok > 0 && n_tok >= min_tok && q8k_tiles_supported(w.type, w.n_cols);
+}
+
+void matvec_prepare_tiles(ThreadPool& pool, const block_q8k* xq, int64_t xq_stride, int n_tok, int64_t n_cols,
+                          Q8kTiles* out) {
+    q8k_tiles_resize(n_tok, n_cols / QK_K, out);
+    const int64_t items = q8k_tiles_items(*out);
+    // ~2 us per item (16 tokens x 256 values moved 4 bytes at a time): one region
+    pool.parallel_for(items, [&](int64_t i0, int64_t i1) { q8k_tiles_fill(xq, xq_stride, out, i0, i1); });
+}
+
 void matvec_rows(const WeightMatrix& w, int64_t r0, int64_t r1, int n_tok, const float* x,
                  int64_t x_stride, const block_q8k* xq, int64_t xq_stride, float* y,
-                 int64_t y_stride, ActMode mode, float* scratch, int64_t prefetch) {
+                 int64_t y_stride, ActMode mode, float* scratch, int64_t prefetch, const Q8kTiles* tiles) {
     const int64_t n = w.n_cols;
     if (matvec_uses_q8(w.type, mode)) {
+        // The AMX tiles: the same bits as the dots below, for the whole row range and batch.
+        if (tiles && tiles->n_tok == n_tok && tiles->nb * QK_K == n && q8k_tiles_supported(w.type, n)) {
+            if (r0 < r1) vec_dot_q8k_tiles(w.type, w.row(r0), w.row_bytes, r1 - r0, *tiles, n, y + r0, y_stride);
+            return;
+        }
         // vec_dot_q8k_multi: bit-identical to vec_dot_q8k per token (quant contract), so the
         // tokens may be taken in chunks: every row of [r0, r1) for the first chunk of tokens,
         // then for the next. A chunk's activation blocks (token_chunk bytes) stay in L1 across
@@ -93,6 +111,19 @@ void matvec_rows(const WeightMatrix& w, int64_t r0, int64_t r1, int n_tok, const
 void matvec(ThreadPool& pool, const WeightMatrix& w, int n_tok, const float* x, int64_t x_stride,
             const block_q8k* xq, int64_t xq_stride, float* y, int64_t y_stride, ActMode mode,
             float* scratch, int64_t scratch_stride, int64_t prefetch) {
+    if (matvec_use_tiles(w, n_tok, mode)) {
+        // AMX tiles: rows are split in whole tiles of 16 (a partial tile costs a full one)
+        // (the calling thread's buffer: the workers must read this one, not their own thread_local)
+        static thread_local Q8kTiles tiles_of_caller;
+        Q8kTiles* const tiles = &tiles_of_caller;
+        matvec_prepare_tiles(pool, xq, xq_stride, n_tok, w.n_cols, tiles);
+        const int64_t units = (w.n_rows + 15) / 16;
+        pool.parallel_for_indexed(units, [&](int64_t u0, int64_t u1, int tid) {
+            matvec_rows(w, u0 * 16, std::min(u1 * 16, w.n_rows), n_tok, x, x_stride, xq, xq_stride, y, y_stride, mode,
+                        scratch + tid * scratch_stride, prefetch, tiles);
+        });
+        return;
+    }
     if (w.n_rows * w.n_cols * n_tok < kSerialWork) {  // too small to be worth a pool round trip
         matvec_rows(w, 0, w.n_rows, n_tok, x, x_stride, xq, xq_stride, y, y_stride, mode, scratch, prefetch);
         return;

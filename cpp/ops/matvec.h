@@ -15,6 +15,7 @@
 #include <cstdint>
 
 #include "quant/blocks.h"
+#include "quant/quant.h"
 
 namespace qwen3moe {
 
@@ -49,13 +50,23 @@ float matvec_one(const WeightMatrix& w, int64_t r, const float* x, const block_q
 // multiples of 8 whose activation blocks fit the cpu_tuning `token_chunk` bytes.
 int64_t token_chunk_tokens(int64_t n_cols, int n_tok);
 
+// Whether matvec() / the CPU backend run this batch on the AMX tiles: q8 rule, n_tok at least
+// the cpu_tuning `amx_tokens` knob (> 0), and q8k_tiles_supported(type, n_cols).
+bool matvec_use_tiles(const WeightMatrix& w, int n_tok, ActMode mode);
+// Lay out the batch's q8 activations for the tiles (q8k_tiles_prepare), items split over the pool.
+void matvec_prepare_tiles(ThreadPool& pool, const block_q8k* xq, int64_t xq_stride, int n_tok, int64_t n_cols,
+                          Q8kTiles* out);
+
 // y[t*y_stride + r] for r in [r0, r1), t < n_tok. Token t reads x + t*x_stride (f32) or
 // xq + t*xq_stride (q8 blocks; needed only when matvec_uses_q8). scratch: n_cols floats.
 // prefetch: bytes of software prefetch ahead of the current row (scheduling only; < 0: the
-// cpu_tuning `prefetch` knob).
+// cpu_tuning `prefetch` knob). tiles: the same activations laid out by matvec_prepare_tiles;
+// when given (and it matches n_tok and the row length, and the type has a tile kernel) the rows
+// run on the AMX tiles (the same bits).
 void matvec_rows(const WeightMatrix& w, int64_t r0, int64_t r1, int n_tok, const float* x,
                  int64_t x_stride, const block_q8k* xq, int64_t xq_stride, float* y,
-                 int64_t y_stride, ActMode mode, float* scratch, int64_t prefetch = -1);
+                 int64_t y_stride, ActMode mode, float* scratch, int64_t prefetch = -1,
+                 const Q8kTiles* tiles = nullptr);
 
 // All rows, split over the pool. scratch: pool.size() slices of scratch_stride floats
 // (>= n_cols).

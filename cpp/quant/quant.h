@@ -19,6 +19,7 @@
 // aligned); Q8K blocks hold qs in -127..127 with bsums = sums of 16 qs (quantize_row_q8k's output).
 #pragma once
 #include <cstdint>
+#include <vector>
 
 #include "quant/blocks.h"
 #include "quant/ggml-types.h"
@@ -51,6 +52,35 @@ void vec_dot_q8k_multi(uint32_t type, const void* w_row, const block_q8k* a,
 // the rows being multiplied, inside the range; 0: none).
 void vec_dot_q8k_rows(uint32_t type, const uint8_t* w, size_t row_bytes, int64_t n_rows, const block_q8k* a,
                       int64_t n, float* out, int64_t prefetch = 0);
+
+// ---- Intel AMX int8 tiles: many weight rows x a batch of tokens (prefill) ----------------
+// The same bits as vec_dot_q8k per (row, token): only the exact integer sums run on the tile
+// unit (quant/dot-amx.cpp). The activations of the batch are laid out once per matrix input
+// (q8k_tiles_prepare) and shared by every row range and thread.
+struct Q8kTiles {
+    int n_tok = 0;              // tokens
+    int64_t nb = 0;             // 256-value blocks per token
+    std::vector<uint8_t> data;  // internal layout (quant/dot-tiles.h)
+};
+// Whether this process can run the tile kernels: the CPU has AMX-TILE/AMX-INT8, the OS enabled
+// and granted the tile state (Linux arch_prctl XTILEDATA), and the avx512vnni table is in use
+// (set_simd_level("avx2") etc. turns the tiles off too).
+bool q8k_tiles_available();
+// q8k_tiles_available() and a weight type / row length the tile kernels handle (Q4_K, Q6_K;
+// n % 256 == 0, n <= 8192).
+bool q8k_tiles_supported(uint32_t type, int64_t n);
+// Lay out n_tok tokens of nb Q8K blocks (token t at a + t * a_stride_blocks) for the tiles:
+// q8k_tiles_resize sizes `out` (q8k_tiles_items(out) items, zero-filled), q8k_tiles_fill writes
+// items [i0, i1) (independent: threads may fill disjoint ranges); q8k_tiles_prepare does both.
+void q8k_tiles_resize(int n_tok, int64_t nb, Q8kTiles* out);
+int64_t q8k_tiles_items(const Q8kTiles& t);
+void q8k_tiles_fill(const block_q8k* a, int64_t a_stride_blocks, Q8kTiles* out, int64_t i0, int64_t i1);
+void q8k_tiles_prepare(const block_q8k* a, int64_t a_stride_blocks, int n_tok, int64_t nb, Q8kTiles* out);
+// out[t * out_stride + r] = vec_dot_q8k(type, w + r * row_bytes, token t, n) for r < n_rows,
+// t < a.n_tok (bit-identical). Throws std::invalid_argument unless q8k_tiles_supported(type, n)
+// and a.nb == n / 256.
+void vec_dot_q8k_tiles(uint32_t type, const uint8_t* w, size_t row_bytes, int64_t n_rows, const Q8kTiles& a,
+                       int64_t n, float* out, int64_t out_stride);
 
 // Canonical 32-lane dot of two float vectors.
 float canon_dot(const float* a, const float* b, int64_t n);

@@ -3,7 +3,7 @@
 // QWEN3MOE_CPU_FEW_TOKENS (0/1), QWEN3MOE_CPU_CHUNKS and QWEN3MOE_CPU_CHUNKS_DECODE (chunks per
 // thread of the dynamic pool partition, 0 = static), QWEN3MOE_CPU_ROW_PAIRS (MoE row weight),
 // QWEN3MOE_CPU_PREFETCH_PREFILL (bytes; `prefetch` then applies to decode only),
-// QWEN3MOE_CPU_TOKEN_CHUNK (bytes), QWEN3MOE_CPU_ROW_BATCH (0/1).
+// QWEN3MOE_CPU_TOKEN_CHUNK (bytes), QWEN3MOE_CPU_ROW_BATCH (0/1), QWEN3MOE_CPU_AMX_TOKENS (tokens).
 #include "runtime/cpu-tuning.h"
 
 #include <cstdlib>
@@ -36,6 +36,13 @@ constexpr int kMaxRowPairs = 1024;
 // one): inside the 48 KiB L1D of the target's Xeon cores with the row being read.
 constexpr int kDefaultTokenChunk = 40960;
 constexpr int kMaxTokenChunk = 1 << 24;
+// AMX tiles from 32 tokens on: one core (bench/dot_bench.cpp, H200 host's Xeon), ns per (block,
+// token) tiles vs AVX-512 dots: Q4_K 2048-wide 8 tokens 10.75 vs 4.34, 16 tokens 5.47 vs 4.90,
+// 64 tokens 3.40 vs 6.42; 4096-wide 16 tokens 5.01 vs 6.84, 64 tokens 2.78 vs 6.50. The weight
+// bytes are made once per 16 rows and block, so the tiles pay off with two or more full token
+// tiles (bench/NOTES.md, session 9).
+constexpr int kDefaultAmxTokens = 32;
+constexpr int kMaxAmxTokens = 1 << 20;
 
 int env_int(const char* name, int def, int lo, int hi) {
     const char* s = std::getenv(name);
@@ -57,6 +64,7 @@ std::atomic<int> g_chunks_decode{env_int("QWEN3MOE_CPU_CHUNKS_DECODE", kDefaultC
 std::atomic<int> g_row_pairs{env_int("QWEN3MOE_CPU_ROW_PAIRS", kDefaultRowPairs, 0, kMaxRowPairs)};
 std::atomic<int> g_row_batch{env_int("QWEN3MOE_CPU_ROW_BATCH", 1, 0, 1)};
 std::atomic<int> g_token_chunk{env_int("QWEN3MOE_CPU_TOKEN_CHUNK", kDefaultTokenChunk, 0, kMaxTokenChunk)};
+std::atomic<int> g_amx_tokens{env_int("QWEN3MOE_CPU_AMX_TOKENS", kDefaultAmxTokens, 0, kMaxAmxTokens)};
 }  // namespace cpu_tuning
 
 namespace {
@@ -77,6 +85,7 @@ const Knob kKnobs[] = {
     {"row_pairs", &cpu_tuning::g_row_pairs, kMaxRowPairs, ""},
     {"token_chunk", &cpu_tuning::g_token_chunk, kMaxTokenChunk, " bytes"},
     {"row_batch", &cpu_tuning::g_row_batch, 1, ""},
+    {"amx_tokens", &cpu_tuning::g_amx_tokens, kMaxAmxTokens, " tokens"},
 };
 }  // namespace
 
@@ -108,7 +117,7 @@ std::map<std::string, std::vector<int>> cpu_tuning_choices() {
             {"prefetch_prefill", {0, 2048}}, {"weights_copy", {0, 1}}, {"few_tokens", {0, 1}},
             {"chunks", {0, 4, 8, 16, 32}}, {"chunks_decode", {0, 4, 16}},
             {"row_pairs", {0, 8, 16, 32}}, {"token_chunk", {0, 20480, 40960, 81920}},
-            {"row_batch", {0, 1}}};
+            {"row_batch", {0, 1}}, {"amx_tokens", {0, 4, 8, 16}}};
 }
 
 }  // namespace qwen3moe

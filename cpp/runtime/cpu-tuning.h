@@ -27,6 +27,8 @@
 //  row_batch  1: one-token matvecs hand a thread's whole row range to one kernel call, whose
 //            AVX-512 short-row form packs the (row, block) pairs of several rows 8 to a vector;
 //            0: one kernel call per row.
+//  amx_tokens  matvecs of at least this many tokens over Q4_K/Q6_K rows run on the Intel AMX
+//            int8 tiles where the machine has them (quant.h q8k_tiles_available); 0 = never.
 //  row_pairs the MoE expert regions weigh a row of an expert with c tokens as c * blocks + this
 //            many (token, block) pairs (the row's fixed cost); 0 = by token count alone.
 #pragma once
@@ -55,6 +57,8 @@ extern std::atomic<int> g_row_batch;      // 0 / 1 (read by quant/dot-avx512.cpp
 inline bool row_batch() { return g_row_batch.load(std::memory_order_relaxed) != 0; }
 extern std::atomic<int> g_token_chunk;    // bytes (0 = off)
 inline int token_chunk_bytes() { return g_token_chunk.load(std::memory_order_relaxed); }
+extern std::atomic<int> g_amx_tokens;     // tokens (0 = off)
+inline int amx_tokens() { return g_amx_tokens.load(std::memory_order_relaxed); }
 }  // namespace cpu_tuning
 
 // All knobs and their current values.

@@ -197,6 +197,26 @@ def dot_q8k(w_raw, type: TypeLike, x) -> np.ndarray:
     return _core.quant_dot_q8k(w, t, arr.reshape(-1), arr.shape[0], False)
 
 
+def tiles_available() -> bool:
+    """Whether this machine runs the AMX int8 tile kernels (Intel AMX-INT8, granted by the OS,
+    with the avx512vnni SIMD level selected); the CPU engine then uses them for prefill batches."""
+    return bool(_core.quant_q8k_tiles_available())
+
+
+def dot_q8k_tiles(w_raw, type: TypeLike, x) -> np.ndarray:
+    """``dot_q8k`` of a batch ``x`` (T, n) on the AMX tiles: float32[T, R], the same bits.
+
+    Raises ValueError where the tile kernels do not apply (no AMX, a type other than Q4_K/Q6_K,
+    or rows longer than 8192 values).
+    """
+    t = _supported_id(type)
+    arr = np.ascontiguousarray(x, dtype=np.float32)
+    if arr.ndim != 2:
+        raise ValueError("dot_q8k_tiles expects x of shape (n_tok, n)")
+    w = _weight_rows(w_raw, t, arr.shape[1])
+    return _core.quant_dot_q8k_tiles(w, t, arr.reshape(-1), arr.shape[0])
+
+
 def dot_q8k_blocks(w_raw, type: TypeLike, d, qs) -> np.ndarray:
     """Canonical dot of each weight row with explicit Q8K blocks.
 
