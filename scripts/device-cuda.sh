@@ -2,7 +2,7 @@
 # GPU-machine driver (run through the device tool from the repo root): build the package on
 # the device, then run the requested steps, writing logs and JSON under $OUT.
 #   steps: build  cudatests  fusedtests  optests  synthbg  waitsynth  benchtg  trace  profdec  synth30b  parity30b  bench30b
-#          cpubench30b  cpuab  cpuprobe  cpuinfo  cpuprof  cputests  profile  prefprof  ncuprefill  ncudecode  vram32k
+#          cpubench30b  cpuab  cpuprobe  cpuinfo  cpuprof  cputests  cpptests  profile  prefprof  ncuprefill  ncudecode  vram32k
 #          sanitize (compute-sanitizer)  reliab
 # Carried wheels for packages missing there (gguf) are expected in .whl/. CUDA_FLAGS (e.g.
 # -lineinfo, for Nsight Compute's source view) is added to the CUDA compile flags.
@@ -105,6 +105,13 @@ for step in $steps; do
       grep -o -w -E "avx512[a-z_0-9]*|amx[a-z_0-9]*|avx_vnni" /proc/cpuinfo | sort -u | tr '\n' ' '; echo
       free -g; cat /sys/fs/cgroup/memory.max 2>/dev/null; g++ --version | head -1
       g++ -O2 -std=c++17 -mamx-tile -mamx-int8 -mavx512f bench/amx_probe.cpp -o /tmp/amx_probe && /tmp/amx_probe | tee "$OUT/amx.txt"
+      ;;
+    cpptests)  # the Catch2 suite on this machine's CPU (AVX-512, AMX); Catch2's headers carried in .catch2/
+      log cpptests
+      cmake -S . -B build/dtests -G Ninja -DCMAKE_BUILD_TYPE=Release -DQWEN3MOE_BUILD_TESTS=ON -DQWEN3MOE_PYTHON=OFF \
+            -DQWEN3MOE_CUDA=OFF -DQWEN3MOE_WERROR=OFF -DCMAKE_PREFIX_PATH="$PWD/.catch2" > "$OUT/cpptests-cmake.log" 2>&1 \
+        && cmake --build build/dtests > "$OUT/cpptests-build.log" 2>&1 && build/dtests/qwen3moe_tests 2>&1 | tail -4 \
+        || { tail -20 "$OUT/cpptests-cmake.log" "$OUT/cpptests-build.log"; }
       ;;
     cputests)  # the CPU engine's exactness suites on this machine's CPU (AVX-512, AMX tiles where present)
       log cputests
