@@ -108,9 +108,9 @@ for step in $steps; do
       ;;
     cpptests)  # the Catch2 suite on this machine's CPU (AVX-512, AMX); Catch2's headers carried in .catch2/
       log cpptests
-      cmake -S . -B build/dtests -G Ninja -DCMAKE_BUILD_TYPE=Release -DQWEN3MOE_BUILD_TESTS=ON -DQWEN3MOE_PYTHON=OFF \
+      cmake -S . -B build/dtests -G "$(command -v ninja >/dev/null && echo Ninja || echo 'Unix Makefiles')" -DCMAKE_BUILD_TYPE=Release -DQWEN3MOE_BUILD_TESTS=ON -DQWEN3MOE_PYTHON=OFF \
             -DQWEN3MOE_CUDA=OFF -DQWEN3MOE_WERROR=OFF -DCMAKE_PREFIX_PATH="$PWD/.catch2" > "$OUT/cpptests-cmake.log" 2>&1 \
-        && cmake --build build/dtests > "$OUT/cpptests-build.log" 2>&1 && build/dtests/qwen3moe_tests 2>&1 | tail -4 \
+        && cmake --build build/dtests --parallel 16 > "$OUT/cpptests-build.log" 2>&1 && build/dtests/qwen3moe_tests 2>&1 | tail -4 \
         || { tail -20 "$OUT/cpptests-cmake.log" "$OUT/cpptests-build.log"; }
       ;;
     cputests)  # the CPU engine's exactness suites on this machine's CPU (AVX-512, AMX tiles where present)
