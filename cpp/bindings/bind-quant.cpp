@@ -49,6 +49,17 @@ int64_t rows_in(uint32_t type, int64_t nbytes, int64_t n) {
     return nbytes / rb;
 }
 
+// The row length of n_tok activation rows in `size` floats, checked for a Q8K dot of `type`.
+int64_t q8k_dot_row_length(const char* fn, uint32_t type, int64_t size, int64_t n_tok) {
+    const int64_t n = n_tok > 0 ? size / n_tok : 0;
+    if (n_tok <= 0 || n * n_tok != size) throw std::invalid_argument(std::string(fn) + ": bad activation shape");
+    if (!type_has_q8k_dot(type))
+        throw UnsupportedType(std::string(fn) + ": no Q8K dot for tensor type " + ggml_type_name(type));
+    if (n % QK_K != 0)
+        throw std::invalid_argument(std::string(fn) + ": row length " + std::to_string(n) + " is not a multiple of 256");
+    return n;
+}
+
 std::vector<block_q8k> quantize_activations(const float* x, int64_t n_tok, int64_t n) {
     std::vector<block_q8k> a((size_t)(n_tok * (n / QK_K)));
     for (int64_t t = 0; t < n_tok; ++t) quantize_row_q8k(x + t * n, a.data() + t * (n / QK_K), n);
@@ -127,12 +138,7 @@ void bind_quant(py::module_& m) {
 
     // x: (n_tok, n) float32; n_tok == 1 with single=True uses vec_dot_q8k, else the multi path.
     m.def("quant_dot_q8k", [](u8_array w, uint32_t type, f32_array x, int64_t n_tok, bool single) {
-        const int64_t n = n_tok > 0 ? x.size() / n_tok : 0;
-        if (n_tok <= 0 || n * n_tok != x.size()) throw std::invalid_argument("dot_q8k: bad activation shape");
-        if (!type_has_q8k_dot(type))
-            throw UnsupportedType(std::string("dot_q8k: no Q8K dot for tensor type ") + ggml_type_name(type));
-        if (n % QK_K != 0)
-            throw std::invalid_argument("dot_q8k: row length " + std::to_string(n) + " is not a multiple of 256");
+        const int64_t n = q8k_dot_row_length("dot_q8k", type, x.size(), n_tok);
         const int64_t rows = rows_in(type, w.size(), n);
         const int64_t rb = row_bytes(type, n);
         f32_array out({n_tok, rows});
@@ -157,12 +163,7 @@ void bind_quant(py::module_& m) {
     // The AMX tile path (vec_dot_q8k_tiles) of the same product: out (n_tok, rows); raises
     // ValueError where q8k_tiles_supported(type, n) is false.
     m.def("quant_dot_q8k_tiles", [](u8_array w, uint32_t type, f32_array x, int64_t n_tok) {
-        const int64_t n = n_tok > 0 ? x.size() / n_tok : 0;
-        if (n_tok <= 0 || n * n_tok != x.size()) throw std::invalid_argument("dot_q8k_tiles: bad activation shape");
-        if (!type_has_q8k_dot(type))
-            throw UnsupportedType(std::string("dot_q8k_tiles: no Q8K dot for tensor type ") + ggml_type_name(type));
-        if (n % QK_K != 0)
-            throw std::invalid_argument("dot_q8k_tiles: row length " + std::to_string(n) + " is not a multiple of 256");
+        const int64_t n = q8k_dot_row_length("dot_q8k_tiles", type, x.size(), n_tok);
         const int64_t rows = rows_in(type, w.size(), n);
         const int64_t rb = row_bytes(type, n);
         f32_array out({n_tok, rows});

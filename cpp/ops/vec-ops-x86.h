@@ -16,40 +16,6 @@
 namespace qwen3moe {
 namespace {
 
-// canon_exp on 8 lanes, every input (NaN, +-inf, +-0, the cut-offs, the rescaled powers of two):
-// the same operations as canon_exp, the branches taken lane by lane with blends.
-inline __m256 exp_x8(__m256 x) {
-    const __m256 nan = _mm256_cmp_ps(x, x, _CMP_UNORD_Q);
-    const __m256 big = _mm256_cmp_ps(x, _mm256_set1_ps(88.72283935546875f), _CMP_GT_OQ);
-    const __m256 small = _mm256_cmp_ps(x, _mm256_set1_ps(-103.972076416015625f), _CMP_LT_OQ);
-    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269502162933349609375f)),
-                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fmadd_ps(n, _mm256_set1_ps(-0.693145751953125f), x);
-    r = _mm256_fmadd_ps(n, _mm256_set1_ps(-1.428606765330187045e-06f), r);
-    __m256 p = _mm256_set1_ps(1.98412698e-4f);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.38888889e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.33333333e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.16666667e-2f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.66666667e-1f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-    __m256i ni = _mm256_cvttps_epi32(n);  // exact for the lanes kept (|n| <= 150)
-    // ni > 127: p = p * 2, ni -= 1
-    const __m256i hi = _mm256_cmpgt_epi32(ni, _mm256_set1_epi32(127));
-    p = _mm256_blendv_ps(p, _mm256_mul_ps(p, _mm256_set1_ps(2.0f)), _mm256_castsi256_ps(hi));
-    ni = _mm256_add_epi32(ni, hi);  // mask lanes are -1
-    // ni < -126: p = p * 2^-64, ni += 64
-    const __m256i lo = _mm256_cmpgt_epi32(_mm256_set1_epi32(-126), ni);
-    p = _mm256_blendv_ps(p, _mm256_mul_ps(p, _mm256_set1_ps(5.42101086242752217e-20f)), _mm256_castsi256_ps(lo));
-    ni = _mm256_add_epi32(ni, _mm256_and_si256(lo, _mm256_set1_epi32(64)));
-    const __m256 scale = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(ni, _mm256_set1_epi32(127)), 23));
-    __m256 e = _mm256_mul_ps(p, scale);
-    e = _mm256_blendv_ps(e, _mm256_castsi256_ps(_mm256_set1_epi32(0x7f800000)), big);
-    e = _mm256_andnot_ps(small, e);  // +0.0f
-    return _mm256_blendv_ps(e, x, nan);  // NaN: x itself
-}
-
 template <bool kSub>
 inline void exp_rows_x8(const float* x, float m, float* y, int64_t n) {
     const __m256 mv = _mm256_set1_ps(m);
