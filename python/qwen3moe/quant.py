@@ -36,6 +36,8 @@ __all__ = [
     "quantize_q8k",
     "dot_q8k",
     "dot_q8k_blocks",
+    "dot_q8k_tiles",
+    "tiles_available",
     "dot_f32",
     "canon_dot",
     "canon_exp",
