@@ -231,11 +231,11 @@ inline void block_post(const int32_t* c_lo, const int32_t* c_hi, const uint8_t* 
 }
 
 template <bool Q6>
-void tiles_dot(const uint8_t* w, size_t row_bytes, int64_t n_rows, const uint8_t* acts, int n_tok, int64_t nb,
+bool tiles_dot(const uint8_t* w, size_t row_bytes, int64_t n_rows, const uint8_t* acts, int n_tok, int64_t nb,
                float* out, int64_t out_stride) {
     Scratch& sc = t_scratch;
     const int ntt = (n_tok + 15) / 16;
-    if (!sc.ensure((size_t)ntt)) std::abort();  // small allocations (at most 32 KiB per token tile)
+    if (!sc.ensure((size_t)ntt)) return false;  // (32 KiB per token tile; the caller throws)
     load_tile_config();
     uint8_t* const a_lo = sc.a;
     uint8_t* const a_hi = sc.a + 4 * 16 * 64;
@@ -278,16 +278,15 @@ void tiles_dot(const uint8_t* w, size_t row_bytes, int64_t n_rows, const uint8_t
         }
     }
     _tile_release();
+    return true;
 }
 
 }  // namespace
 
-void q8k_tiles_dot_amx(uint32_t type, const uint8_t* w, size_t row_bytes, int64_t n_rows, const uint8_t* acts,
+bool q8k_tiles_dot_amx(uint32_t type, const uint8_t* w, size_t row_bytes, int64_t n_rows, const uint8_t* acts,
                        int n_tok, int64_t nb, float* out, int64_t out_stride) {
-    if (type == GGML_TYPE_Q6_K)
-        tiles_dot<true>(w, row_bytes, n_rows, acts, n_tok, nb, out, out_stride);
-    else
-        tiles_dot<false>(w, row_bytes, n_rows, acts, n_tok, nb, out, out_stride);
+    if (type == GGML_TYPE_Q6_K) return tiles_dot<true>(w, row_bytes, n_rows, acts, n_tok, nb, out, out_stride);
+    return tiles_dot<false>(w, row_bytes, n_rows, acts, n_tok, nb, out, out_stride);
 }
 
 }  // namespace qwen3moe

@@ -4,6 +4,7 @@
 // set_simd_level lets tests force each available level.
 #include <atomic>
 #include <cstring>
+#include <new>
 #include <stdexcept>
 #include <string>
 
@@ -183,7 +184,8 @@ void vec_dot_q8k_tiles(uint32_t type, const uint8_t* w, size_t row_bytes, int64_
         throw std::invalid_argument("vec_dot_q8k_tiles: the activation tiles do not match the row length");
     if (n_rows < 0) throw std::invalid_argument("vec_dot_q8k_tiles: negative row count");
     if (n_rows == 0 || a.n_tok == 0) return;
-    q8k_tiles_dot_amx(type, w, row_bytes, n_rows, a.data.data(), a.n_tok, a.nb, out, out_stride);
+    if (!q8k_tiles_dot_amx(type, w, row_bytes, n_rows, a.data.data(), a.n_tok, a.nb, out, out_stride))
+        throw std::bad_alloc();
 }
 
 float canon_dot(const float* a, const float* b, int64_t n) {

@@ -21,8 +21,9 @@ constexpr size_t kQ8kTileBsOffset = 4160;
 constexpr size_t kQ8kTileItemBytes = 4416;
 constexpr int64_t kQ8kTileMaxBlocks = 32;  // rows of at most 32 blocks (one block per canonical lane)
 
-// out[t * out_stride + r] for r < n_rows, t < n_tok (Q4_K or Q6_K rows of nb blocks).
-void q8k_tiles_dot_amx(uint32_t type, const uint8_t* w, size_t row_bytes, int64_t n_rows, const uint8_t* acts,
+// out[t * out_stride + r] for r < n_rows, t < n_tok (Q4_K or Q6_K rows of nb blocks); false
+// (nothing written) when the thread's work space could not be allocated.
+bool q8k_tiles_dot_amx(uint32_t type, const uint8_t* w, size_t row_bytes, int64_t n_rows, const uint8_t* acts,
                        int n_tok, int64_t nb, float* out, int64_t out_stride);
 
 }  // namespace qwen3moe
