@@ -42,7 +42,7 @@ void matvec_prepare_tiles(ThreadPool& pool, const block_q8k* xq, int64_t xq_stri
                           Q8kTiles* out) {
     q8k_tiles_resize(n_tok, n_cols / QK_K, out);
     const int64_t items = q8k_tiles_items(*out);
-    // ~2 us per item (16 tokens x 256 values moved 4 bytes at a time): one region
+    // items are independent (16 tokens x 256 values moved 4 bytes at a time each): one region
     pool.parallel_for(items, [&](int64_t i0, int64_t i1) { q8k_tiles_fill(xq, xq_stride, out, i0, i1); });
 }
 
